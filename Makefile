@@ -1,0 +1,49 @@
+# airflow-ssh-heartbeat: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv system-deps lint test test-fast demo up clean
+
+# System packages the tests and the demo run for real: OpenSSH sshd and a PostgreSQL server.
+system-deps:
+	@need=""; \
+	[ -x /usr/sbin/sshd ] || need="$$need openssh-server"; \
+	command -v ssh-keygen >/dev/null || need="$$need openssh-client"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$need (install them, or run as root)"; exit 1; fi; \
+	  echo "installing system packages:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	[ -x $(BIN)/uv ] || $(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/mypy
+
+test: system-deps venv lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "unit or dag_validation" $(PYTEST_ARGS)
+
+demo: system-deps venv
+	$(BIN)/python -m heartbeat.demo
+
+up: system-deps venv
+	$(BIN)/python -m heartbeat.demo --no-fleet
+
+clean:
+	rm -rf .state

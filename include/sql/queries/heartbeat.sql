@@ -1,0 +1,158 @@
+-- Named queries of the heartbeat store. Each "-- name:" starts one statement; parameters are
+-- bound by psycopg (%(name)s), never formatted into the text.
+
+-- name: load_enabled_servers
+SELECT id, name, host, port, username, conn_id, host_key
+FROM servers
+WHERE enabled
+ORDER BY id;
+
+-- name: create_probe_batch
+CREATE TEMP TABLE probe_batch (
+    server_id bigint, cycle_id text, attempted_at timestamptz, ok boolean, error_class text,
+    message text, tcp_connect_ms real, ssh_handshake_ms real, auth_ms real, total_ms real,
+    banner text, host_key text, host_key_fingerprint text, pinned_fingerprint text
+) ON COMMIT DROP;
+
+-- name: copy_probe_batch
+COPY probe_batch (server_id, cycle_id, attempted_at, ok, error_class, message, tcp_connect_ms,
+                  ssh_handshake_ms, auth_ms, total_ms, banner, host_key, host_key_fingerprint,
+                  pinned_fingerprint) FROM STDIN;
+
+-- name: upsert_probe_history
+INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok, error_class, message,
+                           tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms)
+SELECT b.server_id, b.cycle_id, b.attempted_at, b.ok, b.error_class, b.message,
+       b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms
+FROM probe_batch b JOIN servers s ON s.id = b.server_id
+ON CONFLICT (server_id, cycle_id) DO UPDATE SET
+    attempted_at = EXCLUDED.attempted_at, ok = EXCLUDED.ok, error_class = EXCLUDED.error_class,
+    message = EXCLUDED.message, tcp_connect_ms = EXCLUDED.tcp_connect_ms,
+    ssh_handshake_ms = EXCLUDED.ssh_handshake_ms, auth_ms = EXCLUDED.auth_ms, total_ms = EXCLUDED.total_ms;
+
+-- name: upsert_heartbeats
+-- A retried cycle (same cycle_id) replaces its own attempt instead of counting a second failure.
+INSERT INTO heartbeats AS h (server_id, last_success_at, last_attempt_at, last_cycle_id,
+                             consecutive_failures, last_ok, last_error_class, last_error_message,
+                             tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
+                             host_key_fingerprint, presented_host_key)
+SELECT b.server_id, CASE WHEN b.ok THEN b.attempted_at END, b.attempted_at, b.cycle_id,
+       CASE WHEN b.ok THEN 0 ELSE 1 END, b.ok, b.error_class, b.message,
+       b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, b.banner, b.host_key_fingerprint,
+       b.host_key
+FROM probe_batch b JOIN servers s ON s.id = b.server_id
+ON CONFLICT (server_id) DO UPDATE SET
+    last_success_at = CASE WHEN EXCLUDED.last_ok THEN EXCLUDED.last_attempt_at ELSE h.last_success_at END,
+    last_attempt_at = EXCLUDED.last_attempt_at,
+    last_cycle_id = EXCLUDED.last_cycle_id,
+    consecutive_failures = CASE
+        WHEN EXCLUDED.last_ok THEN 0
+        WHEN h.last_cycle_id = EXCLUDED.last_cycle_id THEN GREATEST(h.consecutive_failures, 1)
+        ELSE h.consecutive_failures + 1 END,
+    last_ok = EXCLUDED.last_ok,
+    last_error_class = EXCLUDED.last_error_class,
+    last_error_message = EXCLUDED.last_error_message,
+    tcp_connect_ms = EXCLUDED.tcp_connect_ms,
+    ssh_handshake_ms = EXCLUDED.ssh_handshake_ms,
+    auth_ms = EXCLUDED.auth_ms,
+    total_ms = EXCLUDED.total_ms,
+    banner = coalesce(EXCLUDED.banner, h.banner),
+    host_key_fingerprint = coalesce(EXCLUDED.host_key_fingerprint, h.host_key_fingerprint),
+    presented_host_key = coalesce(EXCLUDED.presented_host_key, h.presented_host_key)
+WHERE h.last_attempt_at <= EXCLUDED.last_attempt_at;
+
+-- name: pin_first_host_keys
+-- Trust on first use: the first key a server presents is pinned, unless the probe rejected it.
+UPDATE servers s
+SET host_key = b.host_key, host_key_pinned_at = b.attempted_at, updated_at = now()
+FROM probe_batch b
+WHERE s.id = b.server_id
+  AND s.host_key IS NULL
+  AND b.host_key IS NOT NULL
+  AND b.error_class IS DISTINCT FROM 'host_key_unknown'
+  AND b.error_class IS DISTINCT FROM 'host_key_changed';
+
+-- name: raise_host_key_changed_alerts
+INSERT INTO alerts (server_id, kind, message, source, raised_at)
+SELECT b.server_id, 'host_key_changed',
+       'host key changed: pinned ' || coalesce(b.pinned_fingerprint, 'a known key') || ', presented '
+           || b.host_key_fingerprint || '; if the change is expected run: heartbeat servers accept-key '
+           || s.name,
+       'heartbeat', b.attempted_at
+FROM probe_batch b JOIN servers s ON s.id = b.server_id
+WHERE b.error_class = 'host_key_changed'
+  AND b.host_key_fingerprint IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM alerts a
+      WHERE a.server_id = b.server_id AND a.kind = 'host_key_changed' AND a.resolved_at IS NULL
+        AND position(b.host_key_fingerprint IN a.message) > 0);
+
+-- name: lock_status
+SELECT pg_advisory_xact_lock(hashtext('heartbeat_materialise_status'));
+
+-- name: set_offline_after
+INSERT INTO monitor_settings (key, value) VALUES ('offline_after_s', %(offline_after_s)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+-- name: materialise_status
+-- One set-based statement: compare with the stored status, record flips, upsert the status.
+-- Older evaluations (a retried old run) never overwrite newer ones.
+WITH live AS (
+    SELECT * FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s)
+), flips AS (
+    INSERT INTO status_events (server_id, from_status, to_status, at, reason)
+    SELECT l.server_id, p.status, l.status, %(as_of)s, l.reason
+    FROM live l LEFT JOIN server_status p ON p.server_id = l.server_id
+    WHERE p.status IS DISTINCT FROM l.status
+      AND (p.evaluated_at IS NULL OR p.evaluated_at <= %(as_of)s)
+    RETURNING server_id
+), upserted AS (
+    INSERT INTO server_status AS st (server_id, status, reason, last_heartbeat_at, heartbeat_age_s,
+                                     active_alerts, active_anomalies, status_since, evaluated_at)
+    SELECT l.server_id, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
+           l.active_alerts, l.active_anomalies, %(as_of)s, %(as_of)s
+    FROM live l
+    ON CONFLICT (server_id) DO UPDATE SET
+        status = EXCLUDED.status,
+        reason = EXCLUDED.reason,
+        last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+        heartbeat_age_s = EXCLUDED.heartbeat_age_s,
+        active_alerts = EXCLUDED.active_alerts,
+        active_anomalies = EXCLUDED.active_anomalies,
+        status_since = CASE WHEN st.status = EXCLUDED.status THEN st.status_since ELSE EXCLUDED.status_since END,
+        evaluated_at = EXCLUDED.evaluated_at
+    WHERE st.evaluated_at <= EXCLUDED.evaluated_at
+    RETURNING st.status
+), removed AS (
+    DELETE FROM server_status st
+    WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.server_id = st.server_id)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upserted WHERE status = 'ONLINE')  AS online,
+       (SELECT count(*) FROM upserted WHERE status = 'WARNING') AS warning,
+       (SELECT count(*) FROM upserted WHERE status = 'OFFLINE') AS offline,
+       (SELECT count(*) FROM flips)                              AS flips,
+       (SELECT count(*) FROM removed)                            AS removed;
+
+-- name: start_cycle
+INSERT INTO cycles (cycle_id, started_at) VALUES (%(cycle_id)s, %(started_at)s)
+ON CONFLICT (cycle_id) DO NOTHING;
+
+-- name: finish_cycle
+INSERT INTO cycles AS c (cycle_id, started_at, finished_at, servers, ok, failed, online, warning, offline)
+VALUES (%(cycle_id)s, %(started_at)s, %(finished_at)s, %(servers)s, %(ok)s, %(failed)s,
+        %(online)s, %(warning)s, %(offline)s)
+ON CONFLICT (cycle_id) DO UPDATE SET
+    finished_at = EXCLUDED.finished_at, servers = EXCLUDED.servers, ok = EXCLUDED.ok,
+    failed = EXCLUDED.failed, online = EXCLUDED.online, warning = EXCLUDED.warning,
+    offline = EXCLUDED.offline;
+
+-- name: cycle_probe_counts
+SELECT count(*) AS servers, count(*) FILTER (WHERE ok) AS ok, count(*) FILTER (WHERE NOT ok) AS failed
+FROM probe_history WHERE cycle_id = %(cycle_id)s;
+
+-- name: prune_probe_history
+DELETE FROM probe_history WHERE attempted_at < %(cutoff)s;
+
+-- name: prune_cycles
+DELETE FROM cycles WHERE started_at < %(cutoff)s;

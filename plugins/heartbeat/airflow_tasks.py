@@ -1,0 +1,48 @@
+"""The Airflow side of a cycle: thin task callables that the DAG wires, each reading its
+run context and the clock once, then handing over to :mod:`heartbeat.cycle`.
+
+Nothing here runs at import time: the DAG file that imports this module is parsed constantly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from heartbeat import cycle
+from heartbeat.config import settings_from_env
+from heartbeat.inventory import shard_label
+
+log = logging.getLogger(__name__)
+
+
+def _run_id() -> str:
+    from airflow.sdk import get_current_context
+
+    return str(get_current_context()["run_id"])
+
+
+def load_inventory() -> list[list[dict[str, Any]]]:
+    """Read the enabled inventory and return it as shards, one mapped probe task each."""
+    return cycle.load_shards(settings_from_env(), _run_id(), cycle.utc_now())
+
+
+def probe_shard(shard: list[dict[str, Any]]) -> dict[str, Any]:
+    """Probe the servers of one shard concurrently and record their results.
+
+    A server that is down is a result, not an error: this task fails only when the results
+    cannot be written.
+    """
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    context["shard_label"] = shard_label(shard)  # type: ignore[typeddict-unknown-key]
+    summary = cycle.probe_shard(settings_from_env(), str(context["run_id"]), shard)
+    log.info("probed %d servers: %d ok, failures %s, %.0f ms", summary.probed, summary.ok,
+             summary.by_error_class or "none", summary.duration_ms)
+    return summary.to_json()
+
+
+def materialise_status() -> dict[str, int]:
+    """Evaluate every server's status now and record the changes; also prunes old history."""
+    return cycle.materialise(settings_from_env(), _run_id(), cycle.utc_now())

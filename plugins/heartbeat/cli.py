@@ -1,0 +1,381 @@
+"""The ``heartbeat`` command: run a cycle now, read the status, edit the inventory and inputs.
+
+The heartbeat database is the Airflow connection ``heartbeat_db`` (HEARTBEAT_DB_CONN_ID to
+use another), exactly as for the DAG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from heartbeat.config import settings_from_env
+
+    return settings_from_env()
+
+
+def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from heartbeat import cycle
+
+    return cycle.db_connect(_settings())
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "never"
+
+
+def _fmt_age(age_s: float | None) -> str:
+    return "-" if age_s is None else f"{age_s:.0f} s"
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from heartbeat import store
+
+    with _connect(args) as conn:
+        applied = store.migrate(conn)
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return EXIT_OK
+
+
+def _describe_result(result: Any) -> str:
+    target = result.server_name
+    if result.ok:
+        return (f"{target}: ok in {result.total_ms:.1f} ms (tcp {result.tcp_connect_ms:.1f}, "
+                f"handshake {result.ssh_handshake_ms:.1f}, auth {result.auth_ms:.1f}) "
+                f"{result.banner or ''} {result.host_key_fingerprint or ''}").rstrip()
+    took = f" after {result.total_ms:.0f} ms" if result.total_ms is not None else ""
+    return f"{target}: FAILED {result.error_class}{took}: {result.message}"
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from heartbeat import cycle
+
+    settings = _settings()
+    started_at = cycle.utc_now()
+    cycle_id = "cli-" + started_at.strftime("%Y%m%dT%H%M%S.%fZ")
+    shards = cycle.load_shards(settings, cycle_id, started_at, only=args.server or None)
+    servers = [s for shard in shards for s in shard]
+    if args.server:
+        missing = sorted(set(args.server) - {s["name"] for s in servers})
+        if missing:
+            raise CommandError(f"no enabled, valid server named {', '.join(missing)} (see `heartbeat servers list`)")
+    if args.verbose:
+        print(f"probing {len(servers)} servers (timeout {settings.probe_timeout_s:g} s, "
+              f"{settings.concurrency} logins in flight)")
+        for s in servers:
+            print(f"  connecting to {s['name']} ({s['host']}:{s['port']})")
+
+    def show(result: Any) -> None:
+        if args.verbose or not result.ok:
+            print("  " + _describe_result(result))
+
+    summary = cycle.probe_shard(settings, cycle_id, servers, on_result=show) if servers else None
+    counts = cycle.materialise(settings, cycle_id, cycle.utc_now())
+    if summary is not None:
+        failures = ", ".join(f"{k} {v}" for k, v in summary.by_error_class.items()) or "none"
+        print(f"{summary.ok}/{summary.probed} heartbeats recorded in {summary.duration_ms / 1000:.1f} s; "
+              f"failures: {failures}")
+    print(f"status: {counts['online']} ONLINE, {counts['warning']} WARNING, {counts['offline']} OFFLINE")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, store
+
+    settings = _settings()
+    with _connect(args) as conn:
+        store.check_schema(conn)
+        rows = store.fetch_all(conn, "status_report",
+                               {"as_of": cycle.utc_now(), "offline_after_s": settings.offline_after_s})
+        last = store.fetch_one(conn, "last_cycle")
+    if args.json:
+        print(json.dumps({"servers": rows, "last_cycle": last}, default=_json_default, indent=2))
+        return EXIT_OK
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ONLINE", "WARNING", "OFFLINE")}
+    table: list[tuple[Any, ...]]
+    if args.verbose:
+        table = [(r["server_name"], f"{r['host']}:{r['port']}", r["status"], _fmt_time(r["last_heartbeat_at"]),
+                  _fmt_age(r["heartbeat_age_s"]), r["reason"]) for r in rows]
+        print(_table(table, ("SERVER", "ADDRESS", "STATUS", "LAST HEARTBEAT", "AGE", "REASON")))
+    else:
+        table = [(r["server_name"], r["status"], _fmt_age(r["heartbeat_age_s"]), r["reason"]) for r in rows]
+        print(_table(table, ("SERVER", "STATUS", "AGE", "REASON")))
+    print(f"\n{len(rows)} servers: {counts['ONLINE']} ONLINE, {counts['WARNING']} WARNING, "
+          f"{counts['OFFLINE']} OFFLINE")
+    if last:
+        print(f"last cycle: {last['cycle_id']} finished {_fmt_time(last['finished_at'])}")
+    else:
+        print("no cycle has finished yet: is the ssh_heartbeat DAG unpaused? (or run `heartbeat probe`)")
+    return EXIT_OK
+
+
+def cmd_servers_add(args: argparse.Namespace) -> int:
+    from heartbeat import store
+    from heartbeat.inventory import InventoryError, validate_server
+
+    row = {"name": args.name, "host": args.host, "port": args.port, "username": args.username,
+           "conn_id": args.conn_id, "enabled": not args.disabled, "host_key": args.host_key}
+    try:
+        spec = validate_server({k: v for k, v in row.items() if v is not None})
+    except InventoryError as exc:
+        raise CommandError(f"server {args.name!r} not added: {exc}")
+    import psycopg
+
+    with _connect(args) as conn:
+        try:
+            server_id = store.add_server(conn, spec)
+        except psycopg.errors.UniqueViolation:
+            raise CommandError(f"a server named {spec.name!r} already exists (remove it first, or use import)")
+    print(f"added {spec.name} ({spec.host}:{spec.port}) as server {server_id}")
+    return EXIT_OK
+
+
+def cmd_servers_list(args: argparse.Namespace) -> int:
+    from heartbeat import store
+    from heartbeat.hostkeys import fingerprint
+
+    with _connect(args) as conn:
+        rows = store.fetch_all(conn, "list_servers")
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return EXIT_OK
+    table = [(r["name"], r["host"], r["port"], r["username"] or "(connection)", r["conn_id"],
+              "yes" if r["enabled"] else "no", fingerprint(r["host_key"]) if r["host_key"] else "not pinned")
+             for r in rows]
+    print(_table(table, ("NAME", "HOST", "PORT", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY")))
+    print(f"\n{len(rows)} servers")
+    return EXIT_OK
+
+
+def cmd_servers_remove(args: argparse.Namespace) -> int:
+    from heartbeat import store
+
+    with _connect(args) as conn:
+        row = store.fetch_one(conn, "delete_server", {"name": args.name})
+    if row is None:
+        raise CommandError(f"no server named {args.name!r}")
+    print(f"removed {args.name} and its history")
+    return EXIT_OK
+
+
+def cmd_servers_enable(args: argparse.Namespace, enabled: bool) -> int:
+    from heartbeat import store
+
+    with _connect(args) as conn:
+        row = store.fetch_one(conn, "set_server_enabled", {"name": args.name, "enabled": enabled})
+    if row is None:
+        raise CommandError(f"no server named {args.name!r}")
+    print(f"{args.name} {'enabled' if enabled else 'disabled'}")
+    return EXIT_OK
+
+
+def cmd_servers_import(args: argparse.Namespace) -> int:
+    from heartbeat import store
+    from heartbeat.inventory import InventoryError, read_import_file, validate_import
+
+    path = Path(args.file)
+    file_format = (args.format or path.suffix.lstrip(".")).lower()
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text")
+    try:
+        specs = validate_import(read_import_file(content, file_format))
+    except InventoryError as exc:
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise CommandError(f"{path}: nothing imported, fix these rows first:\n{lines}")
+    except Exception as exc:  # a CSV or YAML syntax error
+        raise CommandError(f"{path}: nothing imported, the file cannot be read as {file_format}: {exc}")
+    with _connect(args) as conn:
+        inserted, updated = store.upsert_servers(conn, specs)
+    print(f"imported {len(specs)} servers from {path}: {inserted} added, {updated} updated")
+    return EXIT_OK
+
+
+def cmd_servers_accept_key(args: argparse.Namespace) -> int:
+    from heartbeat import store
+    from heartbeat.hostkeys import fingerprint
+
+    with _connect(args) as conn:
+        row = store.fetch_one(conn, "presented_host_key", {"name": args.name})
+        if row is None:
+            raise CommandError(f"no server named {args.name!r}")
+        if not row["presented"]:
+            raise CommandError(
+                f"{args.name} has not presented a host key yet: run `heartbeat probe --server {args.name}`"
+            )
+        if row["presented"] == row["pinned"]:
+            print(f"{args.name}: the presented key {fingerprint(row['presented'])} is already pinned")
+            return EXIT_OK
+        with conn.transaction():
+            conn.execute(store.sql.query("accept_host_key"), {"host_key": row["presented"], "server_id": row["id"]})
+            conn.execute(store.sql.query("resolve_host_key_alerts"), {"server_id": row["id"]})
+    old = fingerprint(row["pinned"]) if row["pinned"] else "none"
+    print(f"{args.name}: pinned host key {fingerprint(row['presented'])} (was {old}); host_key_changed alerts resolved")
+    return EXIT_OK
+
+
+def cmd_input_raise(args: argparse.Namespace, table: str) -> int:
+    from heartbeat import store
+
+    with _connect(args) as conn:
+        row = store.fetch_one(conn, f"raise_{table}", {"name": args.name, "kind": args.kind,
+                                                       "message": args.message, "source": args.source})
+    if row is None:
+        raise CommandError(f"no server named {args.name!r}")
+    print(f"{table} {row['id']} raised on {args.name}: {args.kind}")
+    return EXIT_OK
+
+
+def cmd_input_resolve(args: argparse.Namespace, table: str) -> int:
+    from heartbeat import store
+
+    with _connect(args) as conn:
+        row = store.fetch_one(conn, f"resolve_{table}", {"id": args.id})
+    if row is None:
+        raise CommandError(f"no active {table} with id {args.id}")
+    print(f"{table} {args.id} resolved")
+    return EXIT_OK
+
+
+def cmd_input_list(args: argparse.Namespace, table: str) -> int:
+    from heartbeat import store
+
+    plural = "anomalies" if table == "anomaly" else "alerts"
+    with _connect(args) as conn:
+        rows = store.fetch_all(conn, f"list_{plural}", {"all": args.all})
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return EXIT_OK
+    table_rows = [(r["id"], r["name"], r["kind"], _fmt_time(r["raised_at"]),
+                   _fmt_time(r["resolved_at"]) if r["resolved_at"] else "active", r["message"]) for r in rows]
+    print(_table(table_rows, ("ID", "SERVER", "KIND", "RAISED", "RESOLVED", "MESSAGE")))
+    return EXIT_OK
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heartbeat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="create or upgrade the heartbeat database schema").set_defaults(func=cmd_migrate)
+
+    probe = sub.add_parser("probe", help="run one cycle now, outside the scheduler")
+    probe.add_argument("--verbose", "-v", action="store_true", help="print every attempt and its result")
+    probe.add_argument("--server", action="append", metavar="NAME", help="probe only this server (repeatable)")
+    probe.set_defaults(func=cmd_probe)
+
+    status = sub.add_parser("status", help="every server's status, last heartbeat and age")
+    status.add_argument("--verbose", "-v", action="store_true", help="also show address and last heartbeat time")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    servers = sub.add_parser("servers", help="the inventory").add_subparsers(dest="action", required=True,
+                                                                              metavar="ACTION")
+    add = servers.add_parser("add", help="add one server")
+    add.add_argument("name")
+    add.add_argument("host", help="DNS name, IPv4 or IPv6 address")
+    add.add_argument("--port", type=int, default=22)
+    add.add_argument("--username", help="login name (default: the connection's login)")
+    add.add_argument("--conn-id", default="heartbeat_ssh", help="Airflow connection holding the key")
+    add.add_argument("--host-key", help="pin this host public key ('ssh-ed25519 AAAA...')")
+    add.add_argument("--disabled", action="store_true", help="add it without monitoring it yet")
+    add.set_defaults(func=cmd_servers_add)
+    lst = servers.add_parser("list", help="list the inventory")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_servers_list)
+    rm = servers.add_parser("remove", help="remove a server and its history")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_servers_remove)
+    for verb, enabled in (("enable", True), ("disable", False)):
+        p = servers.add_parser(verb, help=f"{verb} monitoring of a server")
+        p.add_argument("name")
+        p.set_defaults(func=lambda a, e=enabled: cmd_servers_enable(a, e))
+    imp = servers.add_parser("import", help="add or update servers from a CSV or YAML file (all or nothing)")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=("csv", "yaml", "yml"), help="default: from the file name")
+    imp.set_defaults(func=cmd_servers_import)
+    acc = servers.add_parser("accept-key", help="accept the host key a server now presents (after a change)")
+    acc.add_argument("name")
+    acc.set_defaults(func=cmd_servers_accept_key)
+
+    for table, plural in (("alert", "alerts"), ("anomaly", "anomalies")):
+        group = sub.add_parser(table, help=f"{plural}: inputs that turn a fresh heartbeat into WARNING")
+        actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+        r = actions.add_parser("raise", help=f"raise an {table} on a server")
+        r.add_argument("name", help="server name")
+        r.add_argument("kind", help="what kind, e.g. disk_full")
+        r.add_argument("--message", "-m", default="")
+        r.add_argument("--source", default="cli")
+        r.set_defaults(func=lambda a, t=table: cmd_input_raise(a, t))
+        z = actions.add_parser("resolve", help=f"resolve an {table} by id")
+        z.add_argument("id", type=int)
+        z.set_defaults(func=lambda a, t=table: cmd_input_resolve(a, t))
+        li = actions.add_parser("list", help=f"active {plural}")
+        li.add_argument("--all", action="store_true", help="include resolved ones")
+        li.add_argument("--json", action="store_true")
+        li.set_defaults(func=lambda a, t=table: cmd_input_list(a, t))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Airflow's SDK is large; let Python cache its bytecode even where PYTHONDONTWRITEBYTECODE is set.
+    sys.dont_write_bytecode = False
+    args = build_parser().parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import psycopg
+
+    from heartbeat.config import SettingsError
+    from heartbeat.connections import ConnectionNotFound
+    from heartbeat.store import SchemaError
+
+    try:
+        return int(args.func(args))
+    except (CommandError, SchemaError, SettingsError, ConnectionNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except psycopg.OperationalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except psycopg.Error as exc:
+        detail = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
+        print(f"error: the heartbeat database refused the change: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

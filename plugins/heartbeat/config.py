@@ -1,0 +1,93 @@
+"""Settings of the monitor, read from ``HEARTBEAT_*`` environment variables.
+
+Environment variables are the one place: the scheduler, the workers, the ``heartbeat``
+command and docker-compose all read the same names. Every value is validated here, so a
+typo fails loudly at start instead of silently monitoring with a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+HEARTBEAT_DB_CONN_ID = "heartbeat_db"
+
+
+class HostKeyPolicy(StrEnum):
+    TOFU = "tofu"  # trust on first use, then pinned in the inventory
+    STRICT = "strict"  # a known key (inventory or known_hosts file) is required
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """:param offline_after_s: a heartbeat older than this makes a server OFFLINE (seconds).
+    :param connect_timeout_s: budget for name resolution and the TCP connect (seconds).
+    :param probe_timeout_s: budget for the whole login, connect included (seconds).
+    :param concurrency: logins in flight at once inside one probe task.
+    :param shard_size: servers per mapped probe task; 1 gives one task per server.
+    :param max_shards: upper bound on mapped probe tasks; shards grow to stay under it.
+    :param host_key_policy: ``tofu`` or ``strict``.
+    :param known_hosts_file: an OpenSSH known_hosts file consulted before the inventory's pinned key.
+    :param history_retention_days: probe history older than this is deleted by the pipeline.
+    :param db_conn_id: the Airflow connection of the heartbeat database.
+    """
+
+    offline_after_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    probe_timeout_s: float = 10.0
+    concurrency: int = 32
+    shard_size: int = 50
+    max_shards: int = 256
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
+    known_hosts_file: str | None = None
+    history_retention_days: float = 7.0
+    db_conn_id: str = HEARTBEAT_DB_CONN_ID
+
+    def __post_init__(self) -> None:
+        positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
+        for name in ("concurrency", "shard_size", "max_shards"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.connect_timeout_s > self.probe_timeout_s:
+            raise SettingsError(
+                f"connect_timeout_s ({self.connect_timeout_s}) cannot exceed probe_timeout_s "
+                f"({self.probe_timeout_s})"
+            )
+
+
+def env_name(field_name: str) -> str:
+    return "HEARTBEAT_" + field_name.upper()
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``HEARTBEAT_<FIELD>`` variables; unset ones keep their default."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is None or raw == "":
+            continue
+        default = f.default
+        try:
+            if isinstance(default, HostKeyPolicy):
+                values[f.name] = HostKeyPolicy(raw.strip().lower())
+            elif isinstance(default, bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        except ValueError:
+            raise SettingsError(f"{env_name(f.name)}={raw!r} is not a valid value for {f.name}") from None
+    return Settings(**values)  # type: ignore[arg-type]

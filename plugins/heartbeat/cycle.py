@@ -1,0 +1,108 @@
+"""One monitoring cycle in three steps (load, probe, materialise), shared by the DAG's tasks and
+by ``heartbeat probe``. Time comes in as arguments; the callers read the clock."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from heartbeat import connections, store
+from heartbeat.config import Settings
+from heartbeat.inventory import shard_servers
+from heartbeat.models import CycleSummary, ProbeResult, Server
+from heartbeat.probe import ProbeOptions, probe_servers
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def probe_options(settings: Settings) -> ProbeOptions:
+    known_hosts: tuple[str, ...] = ()
+    if settings.known_hosts_file:
+        known_hosts = tuple(Path(settings.known_hosts_file).expanduser().read_text().splitlines())
+    return ProbeOptions(
+        connect_timeout_s=settings.connect_timeout_s,
+        probe_timeout_s=settings.probe_timeout_s,
+        concurrency=settings.concurrency,
+        host_key_policy=settings.host_key_policy,
+        known_hosts_lines=known_hosts,
+    )
+
+
+def db_connect(settings: Settings, dsn: str | None = None):  # type: ignore[no-untyped-def]
+    return store.connect(dsn or connections.heartbeat_db_dsn(settings.db_conn_id))
+
+
+def load_shards(
+    settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
+    only: Sequence[str] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Read the enabled inventory and cut it into shards (lists of JSON-safe server records).
+
+    Invalid rows are recorded at once as failed attempts with what is wrong, so they show in
+    the status with a reason instead of silently disappearing.
+    """
+    with db_connect(settings, dsn) as conn:
+        store.check_schema(conn)
+        store.start_cycle(conn, cycle_id, started_at)
+        servers, bad = store.load_inventory(conn)
+        if only:
+            wanted = set(only)
+            servers = [s for s in servers if s.name in wanted]
+            bad = [(s, p) for s, p in bad if s.name in wanted]
+        for server, problem in bad:
+            log.warning("skipping server %s: %s", server.name, problem)
+        store.record_results(conn, cycle_id, [store.invalid_row_result(s, p, started_at) for s, p in bad])
+    shards = shard_servers(servers, settings.shard_size, settings.max_shards)
+    log.info("cycle %s: %d servers in %d shards (%d invalid rows skipped)",
+             cycle_id, len(servers), len(shards), len(bad))
+    return [[s.to_dict() for s in shard] for shard in shards]
+
+
+def summarise(results: Sequence[ProbeResult], duration_ms: float) -> CycleSummary:
+    failures = Counter(r.error_class for r in results if not r.ok)
+    return CycleSummary(
+        probed=len(results),
+        ok=sum(1 for r in results if r.ok),
+        by_error_class={str(k): v for k, v in sorted(failures.items())},
+        duration_ms=round(duration_ms, 1),
+    )
+
+
+def probe_shard(
+    settings: Settings, cycle_id: str, shard: Sequence[dict[str, Any]], dsn: str | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+) -> CycleSummary:
+    """Probe one shard concurrently and write its results in one transaction."""
+    started = time.perf_counter()
+    servers = [Server.from_dict(s) for s in shard]
+    credentials = connections.ssh_credentials(s.conn_id for s in servers)
+    results = probe_servers(servers, credentials, probe_options(settings))
+    for result in results:
+        if on_result is not None:
+            on_result(result)
+        if not result.ok:
+            log.info("%s: %s (%s)", result.server_name, result.error_class, result.message)
+    with db_connect(settings, dsn) as conn:
+        store.record_results(conn, cycle_id, results)
+    return summarise(results, (time.perf_counter() - started) * 1000.0)
+
+
+def materialise(
+    settings: Settings, cycle_id: str, as_of: datetime, dsn: str | None = None
+) -> dict[str, int]:
+    """Materialise every server's status at ``as_of``, close the cycle record, enforce retention."""
+    with db_connect(settings, dsn) as conn:
+        counts = store.materialise_status(conn, as_of, settings.offline_after_s)
+        store.finish_cycle(conn, cycle_id, as_of, as_of, counts)
+        counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)
+    log.info("cycle %s: %s", cycle_id, counts)
+    return counts

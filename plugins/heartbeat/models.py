@@ -1,0 +1,122 @@
+"""The records that flow through a monitoring cycle: plain, frozen, JSON-safe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_SSH_CONN_ID = "heartbeat_ssh"
+
+
+class Status(StrEnum):
+    ONLINE = "ONLINE"
+    WARNING = "WARNING"
+    OFFLINE = "OFFLINE"
+
+
+class ErrorClass(StrEnum):
+    """Why a probe failed; one value per distinguishable failure a person acts on differently."""
+
+    DNS = "dns"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    BANNER = "banner"
+    KEX = "kex"
+    HOST_KEY_UNKNOWN = "host_key_unknown"
+    HOST_KEY_CHANGED = "host_key_changed"
+    AUTH = "auth"
+    OTHER = "other"
+
+
+ERROR_CLASS_WORDS: dict[str, str] = {
+    ErrorClass.DNS: "name does not resolve",
+    ErrorClass.REFUSED: "connection refused",
+    ErrorClass.TIMEOUT: "timed out",
+    ErrorClass.UNREACHABLE: "network unreachable",
+    ErrorClass.BANNER: "not an SSH server",
+    ErrorClass.KEX: "SSH key exchange failed",
+    ErrorClass.HOST_KEY_UNKNOWN: "host key not known",
+    ErrorClass.HOST_KEY_CHANGED: "host key changed",
+    ErrorClass.AUTH: "authentication failed",
+    ErrorClass.OTHER: "error",
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """One inventory row, as the probe needs it. Holds no secret: credentials live in a Connection."""
+
+    id: int
+    name: str
+    host: str
+    port: int = 22
+    username: str | None = None
+    conn_id: str = DEFAULT_SSH_CONN_ID
+    host_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Server:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one login attempt: one flat record, safe to put in JSON, logs or XCom."""
+
+    server_id: int
+    server_name: str
+    ok: bool
+    attempted_at: datetime
+    error_class: str | None = None
+    message: str = ""
+    tcp_connect_ms: float | None = None
+    ssh_handshake_ms: float | None = None
+    auth_ms: float | None = None
+    total_ms: float | None = None
+    banner: str | None = None
+    host_key: str | None = None
+    host_key_fingerprint: str | None = None
+    pinned_fingerprint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attempted_at"] = self.attempted_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class HeartbeatState:
+    """What the status rules need to know about one server at one moment."""
+
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None = None
+    last_error_class: str | None = None
+    last_error_message: str | None = None
+    active_alerts: int = 0
+    active_anomalies: int = 0
+
+
+@dataclass(frozen=True)
+class StatusDecision:
+    status: Status
+    reason: str
+    heartbeat_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    """What a probe shard or a whole cycle reports back: counts only, no secrets, small enough for XCom."""
+
+    probed: int = 0
+    ok: int = 0
+    by_error_class: dict[str, int] = field(default_factory=dict)
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,446 @@
+"""The SSH probe: TCP connect, SSH banner, key exchange with host key check, public-key
+authentication, clean close. No remote command, no pty, no forwarding of any kind.
+
+Built on asyncssh rather than the provider's ``SSHHook``: a prober needs explicit per-phase
+timeouts, exactly one attempt, and many logins in flight from one process; ``SSHHook`` retries
+every error three times and has no connect timeout by default.
+
+Two bounds keep one bad host from delaying the others:
+- sockets waiting for TCP or for a banner hold no CPU and are bounded only by ``max_open_sockets``;
+- logins (key exchange and authentication, which cost CPU on both sides) are bounded by
+  ``concurrency``, and the time a server waits for a login slot does not count against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncssh
+
+from heartbeat.config import HostKeyPolicy
+from heartbeat.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
+from heartbeat.models import ErrorClass, ProbeResult, Server
+
+MAX_BANNER_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
+MAX_MESSAGE_CHARS = 300
+
+HOST_KEY_ALGS_BY_KEY_TYPE: dict[str, tuple[str, ...]] = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+}
+PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+
+log = logging.getLogger(__name__)
+
+
+def quiet_ssh_loggers() -> None:
+    """asyncssh logs about ten INFO lines per login; a fleet of thousands would drown the task log."""
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    connect_timeout_s: float = 5.0
+    probe_timeout_s: float = 10.0
+    concurrency: int = 32
+    max_open_sockets: int = 1024
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
+    known_hosts_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """A login identity loaded from an Airflow Connection. The key never leaves memory."""
+
+    conn_id: str
+    username: str | None
+    key: asyncssh.SSHKey = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CredentialsError:
+    """Why a connection's credentials could not be loaded (a message without key material)."""
+
+    conn_id: str
+    message: str
+
+
+class _ProbeFailed(Exception):
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+
+
+@dataclass
+class _Trace:
+    """Timestamps (perf_counter seconds) and facts gathered while one probe runs."""
+
+    started: float
+    tcp_done: float | None = None
+    host_key_at: float | None = None
+    auth_done: float | None = None
+    banner: str | None = None
+    host_key: str | None = None
+    verdict: HostKeyVerdict | None = None
+
+    def ms(self, start: float | None, end: float | None) -> float | None:
+        if start is None or end is None:
+            return None
+        return round((end - start) * 1000.0, 3)
+
+
+class _ProbeClient(asyncssh.SSHClient):
+    def __init__(self, trace: _Trace, decide: Callable[[str], HostKeyVerdict]) -> None:
+        self._trace = trace
+        self._decide = decide
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        presented = key.export_public_key("openssh").decode("ascii").split()
+        self._trace.host_key = f"{presented[0]} {presented[1]}"
+        self._trace.host_key_at = time.perf_counter()
+        self._trace.verdict = self._decide(self._trace.host_key)
+        return self._trace.verdict.accept
+
+    def auth_completed(self) -> None:
+        self._trace.auth_done = time.perf_counter()
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _printable(data: bytes) -> str:
+    return _short(data[:80].decode("ascii", "replace").encode("unicode_escape").decode("ascii"))
+
+
+async def _resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, tuple]]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [(family, (host, port))]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s
+        )
+    except TimeoutError:
+        raise _ProbeFailed(ErrorClass.DNS, f"name lookup of {host!r} took longer than {timeout_s:g} s")
+    except socket.gaierror as exc:
+        raise _ProbeFailed(ErrorClass.DNS, f"name {host!r} does not resolve: {exc.strerror}")
+    return [(info[0], info[4]) for info in infos]
+
+
+async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
+    """Connect to the first address that answers, within ``timeout_s`` in all; TCP_NODELAY set
+    (without it a login stalls 40 ms on delayed ACK)."""
+    deadline = time.perf_counter() + timeout_s
+    addresses = await _resolve(host, port, timeout_s)
+    loop = asyncio.get_running_loop()
+    last: _ProbeFailed | None = None
+    for family, sockaddr in addresses[:8]:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, sockaddr), remaining)
+            return sock
+        except TimeoutError:
+            sock.close()
+            last = _ProbeFailed(ErrorClass.TIMEOUT, f"TCP connect to port {port} timed out after {timeout_s:g} s")
+        except ConnectionRefusedError:
+            sock.close()
+            last = _ProbeFailed(ErrorClass.REFUSED, f"connection refused on port {port}")
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
+                last = _ProbeFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({sockaddr[0]})")
+            else:
+                last = _ProbeFailed(ErrorClass.OTHER, f"TCP connect failed: {exc.strerror or exc}")
+    raise last or _ProbeFailed(ErrorClass.TIMEOUT, f"TCP connect timed out after {timeout_s:g} s")
+
+
+async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
+    """Peek (without consuming) until the server's SSH version line is there.
+
+    Checked before the SSH library sees the socket, so a silent listener, a dripping or
+    oversized banner and a non-SSH service each get their own clear error.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise _ProbeFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake(future: asyncio.Future[None] = readable) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        loop.add_reader(sock.fileno(), wake)
+        try:
+            await asyncio.wait_for(readable, remaining)
+        except TimeoutError:
+            raise _ProbeFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
+        finally:
+            loop.remove_reader(sock.fileno())
+        try:
+            data = sock.recv(MAX_BANNER_BYTES + 2, socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            raise _ProbeFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
+        if not data:
+            raise _ProbeFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
+        if not b"SSH-"[: len(data)] == data[:4]:
+            raise _ProbeFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return data[:newline].rstrip(b"\r").decode("ascii", "replace")
+        if len(data) > MAX_BANNER_BYTES:
+            raise _ProbeFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_BANNER_BYTES} bytes")
+        # A partial line: give the server a moment to send the rest (bounded by the deadline).
+        await asyncio.sleep(min(0.02, max(0.0, deadline - time.perf_counter())))
+
+
+def _classify_ssh_error(exc: BaseException, trace: _Trace) -> _ProbeFailed:
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable) and trace.verdict is not None:
+        return _ProbeFailed(trace.verdict.error_class or ErrorClass.HOST_KEY_CHANGED, trace.verdict.message)
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return _ProbeFailed(ErrorClass.AUTH, "public key authentication was refused")
+    if isinstance(exc, asyncssh.KeyExchangeFailed):
+        return _ProbeFailed(ErrorClass.KEX, f"key exchange failed: {_short(str(exc))}")
+    if isinstance(exc, asyncssh.ProtocolNotSupported):
+        return _ProbeFailed(ErrorClass.BANNER, f"unsupported SSH protocol: {_short(str(exc))}")
+    if isinstance(exc, (asyncssh.ConnectionLost, ConnectionError, asyncssh.DisconnectError, EOFError)):
+        reason = _short(str(exc)) or type(exc).__name__
+        if trace.host_key is None:
+            return _ProbeFailed(ErrorClass.KEX, f"connection closed during key exchange: {reason}")
+        return _ProbeFailed(ErrorClass.OTHER, f"connection closed during authentication: {reason}")
+    if isinstance(exc, asyncssh.Error):
+        return _ProbeFailed(ErrorClass.OTHER, _short(str(exc)))
+    return _ProbeFailed(ErrorClass.OTHER, f"{type(exc).__name__}: {_short(str(exc))}")
+
+
+class Prober:
+    """Probes servers concurrently within the bounds of :class:`ProbeOptions`."""
+
+    def __init__(
+        self,
+        options: ProbeOptions,
+        credentials: Mapping[str, ClientCredentials | CredentialsError],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.options = options
+        self.credentials = credentials
+        self.now = now
+        self._login_slots: asyncio.Semaphore | None = None
+        self._socket_slots: asyncio.Semaphore | None = None
+
+    def _decider(self, server: Server) -> Callable[[str], HostKeyVerdict]:
+        known, revoked = (
+            known_hosts_keys(self.options.known_hosts_lines, server.host, server.port)
+            if self.options.known_hosts_lines
+            else (set(), set())
+        )
+
+        def decide(presented: str) -> HostKeyVerdict:
+            return decide_host_key(presented, server.host_key, known, revoked, self.options.host_key_policy)
+
+        return decide
+
+    async def probe(self, server: Server) -> ProbeResult:
+        assert self._socket_slots is not None
+        async with self._socket_slots:
+            return await self._probe(server)
+
+    async def _probe(self, server: Server) -> ProbeResult:
+        attempted_at = self.now()
+        trace = _Trace(started=time.perf_counter())
+        opts = self.options
+        deadline = trace.started + opts.probe_timeout_s
+        sock: socket.socket | None = None
+        try:
+            creds = self.credentials.get(server.conn_id)
+            if creds is None:
+                raise _ProbeFailed(ErrorClass.OTHER, f"no credentials loaded for connection {server.conn_id!r}")
+            if isinstance(creds, CredentialsError):
+                raise _ProbeFailed(ErrorClass.OTHER, creds.message)
+            username = server.username or creds.username
+            if not username:
+                raise _ProbeFailed(
+                    ErrorClass.OTHER,
+                    f"no username: set one on the server or as the login of connection {server.conn_id!r}",
+                )
+            sock = await _connect_tcp(server.host, server.port, opts.connect_timeout_s)
+            trace.tcp_done = time.perf_counter()
+            trace.banner = await _wait_for_banner(sock, deadline)
+            budget_s = max(0.1, deadline - time.perf_counter())
+            assert self._login_slots is not None
+            async with self._login_slots:
+                await self._login(server, username, creds, sock, trace, budget_s)
+                sock = None  # owned and closed by asyncssh now
+        except _ProbeFailed as failed:
+            return self._result(server, attempted_at, trace, failed.error_class, failed.message)
+        except Exception as exc:  # a probe never raises: a down server is data
+            log.debug("probe of %s failed unexpectedly", server.name, exc_info=True)
+            return self._result(server, attempted_at, trace, ErrorClass.OTHER, f"{type(exc).__name__}: {exc}")
+        finally:
+            if sock is not None:
+                sock.close()
+        return self._result(server, attempted_at, trace, None, "login ok")
+
+    async def _login(
+        self,
+        server: Server,
+        username: str,
+        creds: ClientCredentials,
+        sock: socket.socket,
+        trace: _Trace,
+        budget_s: float,
+    ) -> None:
+        preferred = PREFERRED_HOST_KEY_ALGS
+        if server.host_key:
+            pinned_algs = HOST_KEY_ALGS_BY_KEY_TYPE.get(key_type_of(server.host_key), ())
+            preferred = pinned_algs + tuple(a for a in preferred if a not in pinned_algs)
+        decide = self._decider(server)
+        conn: asyncssh.SSHClientConnection | None = None
+        try:
+            async with asyncio.timeout(budget_s):
+                conn, _ = await asyncssh.create_connection(
+                    lambda: _ProbeClient(trace, decide),
+                    sock=sock,
+                    host=server.host,
+                    port=server.port,
+                    config=None,
+                    username=username,
+                    client_keys=[creds.key],
+                    known_hosts=([], [], []),  # every key goes through _ProbeClient's decision
+                    server_host_key_algs=list(preferred),
+                    preferred_auth=["publickey"],
+                    agent_path=None,
+                    agent_forwarding=False,
+                    ignore_encrypted=True,
+                    password=None,
+                    kbdint_auth=False,
+                    gss_host=None,
+                    keepalive_interval=0,
+                    login_timeout=budget_s,
+                    connect_timeout=None,
+                    compression_algs=None,
+                )
+                conn.close()
+                await conn.wait_closed()
+        except TimeoutError:
+            sock.close()
+            if trace.host_key is None:
+                raise _ProbeFailed(ErrorClass.TIMEOUT, "key exchange did not finish before the probe timeout")
+            raise _ProbeFailed(ErrorClass.TIMEOUT, "authentication did not finish before the probe timeout")
+        except Exception as exc:
+            sock.close()
+            raise _classify_ssh_error(exc, trace)
+
+    def _result(
+        self,
+        server: Server,
+        attempted_at: datetime,
+        trace: _Trace,
+        error_class: ErrorClass | None,
+        message: str,
+    ) -> ProbeResult:
+        ended = time.perf_counter()
+        return ProbeResult(
+            server_id=server.id,
+            server_name=server.name,
+            ok=error_class is None,
+            attempted_at=attempted_at,
+            error_class=error_class.value if error_class else None,
+            message=_short(message),
+            tcp_connect_ms=trace.ms(trace.started, trace.tcp_done),
+            ssh_handshake_ms=trace.ms(trace.tcp_done, trace.host_key_at),
+            auth_ms=trace.ms(trace.host_key_at, trace.auth_done),
+            total_ms=trace.ms(trace.started, ended),
+            banner=trace.banner,
+            host_key=trace.host_key,
+            host_key_fingerprint=fingerprint(trace.host_key) if trace.host_key else None,
+            pinned_fingerprint=fingerprint(server.host_key) if server.host_key else None,
+        )
+
+    async def probe_all(self, servers: Sequence[Server]) -> list[ProbeResult]:
+        """Probe every server once, concurrently within the bounds; results in input order."""
+        self._login_slots = asyncio.Semaphore(self.options.concurrency)
+        self._socket_slots = asyncio.Semaphore(max(self.options.max_open_sockets, self.options.concurrency))
+        return list(await asyncio.gather(*(self.probe(s) for s in servers)))
+
+
+def probe_servers(
+    servers: Sequence[Server],
+    credentials: Mapping[str, ClientCredentials | CredentialsError],
+    options: ProbeOptions,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[ProbeResult]:
+    """Synchronous entry point: probe all servers in a fresh event loop."""
+    quiet_ssh_loggers()
+    return asyncio.run(Prober(options, credentials, now).probe_all(servers))
+
+
+def load_client_key(conn_id: str, private_key: str | None, key_file: str | None, passphrase: str | None
+                    ) -> asyncssh.SSHKey:
+    """Load a private key from a Connection's text or a key file with owner-only permissions.
+
+    Error messages name the connection and the problem, never the key material.
+    """
+    import os
+    import stat
+
+    if private_key:
+        data = private_key.replace("\\n", "\n")
+    elif key_file:
+        path = os.path.expanduser(key_file)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            raise ValueError(f"connection {conn_id!r}: key_file {key_file!r}: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(
+                f"connection {conn_id!r}: key_file {key_file!r} is readable by others "
+                f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it"
+            )
+        with open(path, encoding="ascii", errors="replace") as handle:
+            data = handle.read()
+    else:
+        raise ValueError(
+            f"connection {conn_id!r} has no private key: set the 'private_key' or 'key_file' extra"
+        )
+    try:
+        return asyncssh.import_private_key(data, passphrase)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
+        raise ValueError(
+            f"connection {conn_id!r}: the private key cannot be loaded ({type(exc).__name__}); "
+            "check the key and its passphrase"
+        ) from None

@@ -1,0 +1,69 @@
+"""Real parts for the tests, started and stopped here: a private PostgreSQL server, a fleet of
+OpenSSH sshd processes on 127.0.0.x, and an SSH client key. Nothing is mocked."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from heartbeat import store
+from heartbeat.lab import KeyPair, PostgresServer, SshdFleet, generate_keypair
+from heartbeat.lab.airflow_env import postgres_connection_json, ssh_connection_json
+
+FLEET_SIZE = 4
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    with PostgresServer(tmp_path_factory.mktemp("pg") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return generate_keypair(tmp_path_factory.mktemp("keys") / "id_ed25519", comment="heartbeat-test")
+
+
+@pytest.fixture(scope="session")
+def other_key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """A key that no test sshd accepts."""
+    return generate_keypair(tmp_path_factory.mktemp("keys") / "id_other", comment="not-authorised")
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, client_key: KeyPair) -> Iterator[SshdFleet]:
+    with SshdFleet(tmp_path_factory.mktemp("fleet"), FLEET_SIZE, authorized_keys=[client_key.public_line]) as f:
+        yield f
+
+
+@pytest.fixture
+def heartbeat_dsn(postgres: PostgresServer) -> str:
+    """A fresh, migrated heartbeat database for one test."""
+    name = f"heartbeat_{os.getpid()}_{next(_db_counter)}"
+    postgres.create_database(name)
+    dsn = postgres.dsn(name)
+    with store.connect(dsn) as conn:
+        store.migrate(conn)
+    return dsn
+
+
+@pytest.fixture
+def heartbeat_env(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer, heartbeat_dsn: str,
+                  client_key: KeyPair) -> dict[str, str]:
+    """Airflow connections for the heartbeat database and the SSH key, as environment variables."""
+    database = psycopg.conninfo.conninfo_to_dict(heartbeat_dsn)["dbname"]
+    env = {
+        "AIRFLOW_CONN_HEARTBEAT_DB": postgres_connection_json(postgres.host, postgres.port, str(database)),
+        "AIRFLOW_CONN_HEARTBEAT_SSH": ssh_connection_json("root", client_key.private_path),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in list(os.environ):
+        if key.startswith("HEARTBEAT_"):
+            monkeypatch.delenv(key)
+    return env

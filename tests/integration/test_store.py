@@ -1,0 +1,172 @@
+"""The heartbeat store against a real PostgreSQL: migrations, results, status, history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from support import add_servers, query
+from unit.test_status_rules import AS_OF, STATUS_CASES
+
+from heartbeat import store
+from heartbeat.models import ProbeResult
+from heartbeat.status import evaluate_status
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+def ok(server_id: int, at: datetime, name: str = "s", host_key: str | None = None) -> ProbeResult:
+    return ProbeResult(server_id=server_id, server_name=name, ok=True, attempted_at=at, message="login ok",
+                       tcp_connect_ms=0.3, ssh_handshake_ms=8.0, auth_ms=3.0, total_ms=11.5,
+                       banner="SSH-2.0-OpenSSH_9.2", host_key=host_key,
+                       host_key_fingerprint=None if host_key is None else "SHA256:x")
+
+
+def failed(server_id: int, at: datetime, error_class: str = "refused", name: str = "s") -> ProbeResult:
+    return ProbeResult(server_id=server_id, server_name=name, ok=False, attempted_at=at, error_class=error_class,
+                       message="connection refused on port 22", total_ms=0.5)
+
+
+def test_should_apply_migrations_once_and_record_them(heartbeat_dsn: str):
+    with store.connect(heartbeat_dsn) as conn:
+        assert store.migrate(conn) == []  # the fixture applied them already
+        store.check_schema(conn)
+    ledger = query(heartbeat_dsn, "SELECT version, name FROM schema_migrations ORDER BY version")
+    assert ledger[0] == {"version": 1, "name": "inventory_and_heartbeats"}
+
+
+def test_should_refuse_a_migration_edited_after_it_was_applied(heartbeat_dsn: str):
+    with store.connect(heartbeat_dsn) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+        conn.commit()
+        with pytest.raises(store.SchemaError, match="changed after it was applied"):
+            store.migrate(conn)
+
+
+def test_should_say_run_migrate_when_schema_is_missing(postgres):
+    postgres.create_database("heartbeat_empty")
+    with store.connect(postgres.dsn("heartbeat_empty")) as conn, pytest.raises(
+            store.SchemaError, match="run `heartbeat migrate`"):
+        store.check_schema(conn)
+
+
+def test_should_give_a_clear_message_when_the_database_is_unreachable():
+    with pytest.raises(psycopg.OperationalError, match="cannot reach the heartbeat database.*heartbeat_db"):
+        store.connect("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=1")
+
+
+def test_should_flip_online_warning_offline_and_record_each_change(heartbeat_dsn: str):
+    ids = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])
+    web = ids["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [ok(web, T0)])
+        assert store.materialise_status(conn, T0 + timedelta(seconds=1), 60)["online"] == 1
+        conn.execute("INSERT INTO alerts (server_id, kind, message) VALUES (%s, 'disk_full', '/ 98%%')", (web,))
+        conn.commit()
+        store.materialise_status(conn, T0 + timedelta(seconds=30), 60)
+        row = query(heartbeat_dsn, "SELECT status, reason, active_alerts FROM server_status")[0]
+        assert row == {"status": "WARNING", "reason": "heartbeat 30 s ago; 1 active alert", "active_alerts": 1}
+        store.record_results(conn, "c2", [failed(web, T0 + timedelta(seconds=30))])
+        store.materialise_status(conn, T0 + timedelta(seconds=61), 60)
+        store.materialise_status(conn, T0 + timedelta(seconds=91), 60)  # no change: no new event
+    events = query(heartbeat_dsn, "SELECT from_status, to_status, reason FROM status_events ORDER BY id")
+    assert events == [
+        {"from_status": None, "to_status": "ONLINE", "reason": "heartbeat 1 s ago"},
+        {"from_status": "ONLINE", "to_status": "WARNING", "reason": "heartbeat 30 s ago; 1 active alert"},
+        {"from_status": "WARNING", "to_status": "OFFLINE",
+         "reason": "no heartbeat for 61 s; last attempt: connection refused"},
+    ]
+    status = query(heartbeat_dsn, "SELECT status_since, evaluated_at FROM server_status")[0]
+    assert status["status_since"] == T0 + timedelta(seconds=61)
+    assert status["evaluated_at"] == T0 + timedelta(seconds=91)
+
+
+def test_should_not_let_an_older_evaluation_overwrite_a_newer_one(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [ok(web, T0)])
+        store.materialise_status(conn, T0 + timedelta(seconds=120), 60)  # OFFLINE
+        store.materialise_status(conn, T0 + timedelta(seconds=5), 60)  # a retried old run: ignored
+    assert query(heartbeat_dsn, "SELECT status FROM server_status")[0]["status"] == "OFFLINE"
+    assert len(query(heartbeat_dsn, "SELECT * FROM status_events")) == 1
+
+
+def test_should_count_consecutive_failures_once_per_cycle_even_when_retried(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [failed(web, T0)])
+        store.record_results(conn, "c2", [failed(web, T0 + timedelta(seconds=30))])
+        store.record_results(conn, "c2", [failed(web, T0 + timedelta(seconds=35))])  # the task was retried
+    row = query(heartbeat_dsn, "SELECT consecutive_failures, last_success_at FROM heartbeats")[0]
+    assert row == {"consecutive_failures": 2, "last_success_at": None}
+    assert len(query(heartbeat_dsn, "SELECT * FROM probe_history")) == 2
+
+
+def test_should_pin_first_key_and_alert_once_on_a_changed_key(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+    changed = ProbeResult(server_id=web, server_name="web", ok=False, attempted_at=T0 + timedelta(seconds=30),
+                          error_class="host_key_changed", message="host key changed",
+                          host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5",
+                          host_key_fingerprint="SHA256:new", pinned_fingerprint="SHA256:old")
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [ok(web, T0, host_key=key)])
+        store.record_results(conn, "c2", [changed])
+        store.record_results(conn, "c3", [changed])
+    assert query(heartbeat_dsn, "SELECT host_key FROM servers")[0]["host_key"] == key
+    alerts = query(heartbeat_dsn, "SELECT kind, message FROM alerts WHERE resolved_at IS NULL")
+    assert len(alerts) == 1
+    assert alerts[0]["kind"] == "host_key_changed"
+    assert "SHA256:old" in alerts[0]["message"] and "SHA256:new" in alerts[0]["message"]
+
+
+def test_should_skip_and_report_invalid_inventory_rows(heartbeat_dsn: str):
+    add_servers(heartbeat_dsn, [{"name": "good", "host": "10.0.0.1"}, {"name": "bad", "host": "exa_mple!"},
+                                {"name": "off", "host": "10.0.0.2", "enabled": False}])
+    with store.connect(heartbeat_dsn) as conn:
+        good, bad = store.load_inventory(conn)
+    assert [s.name for s in good] == ["good"]
+    assert [(s.name, p) for s, p in bad] == [("bad", "invalid inventory row: host 'exa_mple!' is not a DNS name, "
+                                                     "IPv4 or IPv6 address")]
+
+
+def test_should_prune_history_older_than_retention(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        for day in range(10):
+            store.record_results(conn, f"c{day}", [ok(web, T0 - timedelta(days=day))])
+        assert store.prune_history(conn, T0, retention_days=7) == 2  # 8 and 9 days old; 7 days is kept
+    assert len(query(heartbeat_dsn, "SELECT * FROM probe_history")) == 8
+
+
+def test_should_store_hostile_values_inert(heartbeat_dsn: str):
+    ids = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])
+    hostile = "'; DROP TABLE servers; -- \u202e ☃" + "x" * 10_000
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1'; --", [ProbeResult(ids["web"], "web", False, T0, "other", hostile)])
+    assert query(heartbeat_dsn, "SELECT message FROM probe_history")[0]["message"] == hostile
+    assert query(heartbeat_dsn, "SELECT count(*) AS n FROM servers")[0]["n"] == 1
+
+
+@pytest.mark.parametrize(("state", "threshold_s", "status", "reason"),
+                         [c[1:] for c in STATUS_CASES], ids=[c[0] for c in STATUS_CASES])
+def test_should_compute_the_same_status_in_sql_as_in_python(heartbeat_dsn, state, threshold_s, status, reason):
+    sid = add_servers(heartbeat_dsn, [{"name": "s", "host": "10.0.0.1"}])["s"]
+    with store.connect(heartbeat_dsn) as conn, conn.transaction():
+        if state.last_attempt_at is not None or state.last_success_at is not None:
+            conn.execute(
+                "INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id, last_ok,"
+                " last_error_class) VALUES (%s, %s, %s, 'c', %s, %s)",
+                (sid, state.last_success_at, state.last_attempt_at or state.last_success_at,
+                 state.last_error_class is None, state.last_error_class))
+        for _ in range(state.active_alerts):
+            conn.execute("INSERT INTO alerts (server_id, kind) VALUES (%s, 'a')", (sid,))
+        for _ in range(state.active_anomalies):
+            conn.execute("INSERT INTO anomalies (server_id, kind) VALUES (%s, 'x')", (sid,))
+        conn.execute("INSERT INTO alerts (server_id, kind, resolved_at) VALUES (%s, 'old', now())", (sid,))
+    [row] = query(heartbeat_dsn, "SELECT status, reason FROM heartbeat_status_at(%s, %s)", (AS_OF, threshold_s))
+    python = evaluate_status(state, AS_OF, threshold_s)
+    assert (row["status"], row["reason"]) == (python.status.value, python.reason) == (status.value, reason)

@@ -1,0 +1,54 @@
+import pytest
+
+from heartbeat import sql
+from heartbeat.config import HostKeyPolicy, Settings, SettingsError, settings_from_env
+from heartbeat.models import ERROR_CLASS_WORDS, ErrorClass
+
+pytestmark = pytest.mark.unit
+
+
+def test_should_use_seed_defaults_when_nothing_is_set():
+    settings = settings_from_env({})
+    assert settings == Settings()
+    assert (settings.offline_after_s, settings.connect_timeout_s, settings.probe_timeout_s) == (60, 5, 10)
+    assert settings.host_key_policy is HostKeyPolicy.TOFU
+    assert settings.history_retention_days == 7
+
+
+def test_should_read_settings_from_heartbeat_variables():
+    settings = settings_from_env({"HEARTBEAT_OFFLINE_AFTER_S": "90", "HEARTBEAT_HOST_KEY_POLICY": "STRICT",
+                                  "HEARTBEAT_SHARD_SIZE": "1", "HEARTBEAT_KNOWN_HOSTS_FILE": "/k"})
+    assert (settings.offline_after_s, settings.host_key_policy, settings.shard_size) == (90, "strict", 1)
+    assert settings.known_hosts_file == "/k"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"HEARTBEAT_OFFLINE_AFTER_S": "soon"}, "HEARTBEAT_OFFLINE_AFTER_S='soon' is not a valid value"),
+    ({"HEARTBEAT_HOST_KEY_POLICY": "yolo"}, "HEARTBEAT_HOST_KEY_POLICY"),
+    ({"HEARTBEAT_CONCURRENCY": "0"}, "concurrency must be at least 1"),
+    ({"HEARTBEAT_CONNECT_TIMEOUT_S": "20"}, "cannot exceed probe_timeout_s"),
+])
+def test_should_refuse_invalid_settings_loudly(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        settings_from_env(env)
+
+
+def test_should_split_named_queries():
+    text = "-- header\n-- name: first\nSELECT 1;\n\n-- name: second\n-- why\nSELECT %(x)s;\n"
+    assert sql.parse_named_queries(text) == {"first": "SELECT 1", "second": "-- why\nSELECT %(x)s"}
+
+
+def test_should_find_every_query_the_code_names():
+    for name in ("load_enabled_servers", "materialise_status", "upsert_heartbeats", "status_report"):
+        assert sql.query(name)
+
+
+def test_should_number_migrations_uniquely_and_in_order():
+    versions = [m.version for m in sql.migrations()]
+    assert versions == sorted(set(versions)) and versions[0] == 1
+
+
+def test_should_give_every_error_class_plain_words_in_python_and_sql():
+    migration = sql.migrations()[0].text
+    for error_class in ErrorClass:
+        assert f"('{error_class.value}', '{ERROR_CLASS_WORDS[error_class]}')" in migration

@@ -1,0 +1,86 @@
+import pytest
+
+from heartbeat.inventory import (
+    InventoryError,
+    ServerSpec,
+    read_import_file,
+    shard_label,
+    shard_servers,
+    validate_import,
+    validate_server,
+)
+from heartbeat.models import Server
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    ({"name": "web-01", "host": "web01.example.com"}, ServerSpec("web-01", "web01.example.com")),
+    ({"name": "db", "host": "192.0.2.10", "port": "2222", "username": "ops", "conn_id": "fleet_a",
+      "enabled": "no"}, ServerSpec("db", "192.0.2.10", 2222, "ops", "fleet_a", False)),
+    ({"name": "v6", "host": "[2001:db8::1]", "port": 22}, ServerSpec("v6", "2001:db8::1")),
+], ids=["dns name", "all fields", "ipv6 in brackets"])
+def test_should_accept_valid_rows(row, expected):
+    assert validate_server(row) == expected
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ({"name": "a", "host": "h", "port": 0}, "port must be between 1 and 65535, got 0"),
+    ({"name": "a", "host": "h", "port": 70000}, "port must be between 1 and 65535, got 70000"),
+    ({"name": "a", "host": "h", "port": "ssh"}, "is not a number"),
+    ({"name": "a", "host": ""}, "host is empty"),
+    ({"name": "a", "host": "bad host name"}, "is not a DNS name"),
+    ({"name": "a", "host": "h\x00x"}, "NUL byte"),
+    ({"name": "'; DROP TABLE servers; --", "host": "h"}, "name"),
+    ({"name": "a" * 10_000, "host": "h"}, "name"),
+    ({"name": "а", "host": "h"}, "name"),  # Cyrillic look-alike
+    ({"name": "a", "host": "h", "host_key": "ssh-ed25519 nope"}, "host_key is malformed"),
+    ({"name": "a", "host": "h", "colour": "red"}, "unknown field(s) colour"),
+    ({"name": "a", "host": "h", "enabled": "maybe"}, "enabled"),
+], ids=["port 0", "port 70000", "port text", "empty host", "space in host", "nul", "sql injection",
+        "10 KB name", "look-alike", "bad host key", "unknown field", "bad bool"])
+def test_should_reject_bad_rows_naming_the_field(row, problem):
+    with pytest.raises(InventoryError) as err:
+        validate_server(row)
+    assert problem in str(err.value)
+
+
+def test_should_report_every_bad_line_of_an_import_and_import_nothing():
+    content = "name,host,port\nweb-01,10.0.0.1,22\nweb-02,,22\nweb-03,10.0.0.3,99999\nweb-01,10.0.0.4,22\n"
+    with pytest.raises(InventoryError) as err:
+        validate_import(read_import_file(content, "csv"))
+    assert err.value.problems == [
+        "line 3: host is empty",
+        "line 4: port must be between 1 and 65535, got 99999",
+        "line 5: name 'web-01' already appears on line 2",
+    ]
+
+
+def test_should_read_yaml_with_line_numbers():
+    content = "servers:\n  - name: a\n    host: 10.0.0.1\n  - name: b\n    host: 10.0.0.2\n    port: 0\n"
+    rows = read_import_file(content, "yaml")
+    assert [line for line, _ in rows] == [2, 4]
+    with pytest.raises(InventoryError, match="line 4: port must be between"):
+        validate_import(rows)
+
+
+def servers(n: int) -> list[Server]:
+    return [Server(id=i, name=f"s{i}", host=f"10.0.0.{i % 250}") for i in range(n)]
+
+
+@pytest.mark.parametrize(("n", "size", "max_shards", "expected_sizes"), [
+    (0, 50, 256, []),
+    (10, 50, 256, [10]),
+    (120, 50, 256, [40, 40, 40]),
+    (3, 1, 256, [1, 1, 1]),
+    (3000, 1, 100, [30] * 100),
+], ids=["empty", "one shard", "balanced", "one per server", "capped shard count"])
+def test_should_cut_balanced_shards_within_limits(n, size, max_shards, expected_sizes):
+    shards = shard_servers(servers(n), size, max_shards)
+    assert [len(s) for s in shards] == expected_sizes
+    assert [s.id for shard in shards for s in shard] == list(range(n))
+
+
+def test_should_label_shards_by_their_servers():
+    assert shard_label([{"name": "web-01", "host": "10.0.0.1"}]) == "web-01 (10.0.0.1)"
+    assert shard_label([{"name": "a", "host": "x"}, {"name": "b", "host": "y"}]) == "a … b (2 servers)"
