@@ -57,4 +57,7 @@ def ssh_heartbeat() -> None:
     probe_shard.expand(shard=shards) >> materialise_status()
 
 
-ssh_heartbeat()
+dag = ssh_heartbeat()
+
+if __name__ == "__main__":
+    dag.test()
