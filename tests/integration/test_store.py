@@ -54,7 +54,7 @@ def test_should_say_run_migrate_when_schema_is_missing(postgres):
 
 
 def test_should_give_a_clear_message_when_the_database_is_unreachable():
-    with pytest.raises(psycopg.OperationalError, match="cannot reach the heartbeat database.*heartbeat_db"):
+    with pytest.raises(psycopg.OperationalError, match=r"cannot reach the heartbeat database.*heartbeat_db"):
         store.connect("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=1")
 
 
