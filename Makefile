@@ -14,6 +14,7 @@ system-deps:
 	[ -x /usr/sbin/sshd ] || need="$$need openssh-server"; \
 	command -v ssh-keygen >/dev/null || need="$$need openssh-client"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$need (install them, or run as root)"; exit 1; fi; \
 	  echo "installing system packages:$$need"; \

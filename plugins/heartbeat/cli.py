@@ -284,6 +284,17 @@ def cmd_input_list(args: argparse.Namespace, table: str) -> int:
     return EXIT_OK
 
 
+def cmd_keys_authorized_line(args: argparse.Namespace) -> int:
+    from heartbeat.connections import ssh_public_key_line
+
+    public = ssh_public_key_line(args.conn_id)
+    options = f'restrict,command="{args.command}"'
+    if args.from_hosts:
+        options += f',from="{args.from_hosts}"'
+    print(f"{options} {public} heartbeat-monitor")
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("name")
     acc.set_defaults(func=cmd_servers_accept_key)
 
+    keys = sub.add_parser("keys", help="the monitor's SSH key").add_subparsers(dest="action", required=True,
+                                                                               metavar="ACTION")
+    line = keys.add_parser("authorized-line",
+                           help="the authorized_keys line that lets the key log in and do nothing else")
+    line.add_argument("--conn-id", default="heartbeat_ssh", help="the Airflow connection holding the key")
+    line.add_argument("--command", default="/bin/true", help="the only command the key may run")
+    line.add_argument("--from", dest="from_hosts", metavar="PATTERNS",
+                      help="also restrict logins to these source addresses, e.g. 10.0.0.5")
+    line.set_defaults(func=cmd_keys_authorized_line)
+
     for table, plural in (("alert", "alerts"), ("anomaly", "anomalies")):
         group = sub.add_parser(table, help=f"{plural}: inputs that turn a fresh heartbeat into WARNING")
         actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -365,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (CommandError, SchemaError, SettingsError, ConnectionNotFound) as exc:
+    except (CommandError, SchemaError, SettingsError, ConnectionNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except psycopg.OperationalError as exc:

@@ -51,6 +51,14 @@ def heartbeat_db_dsn(conn_id: str) -> str:
     return postgres_dsn(get_connection(conn_id))
 
 
+def ssh_public_key_line(conn_id: str) -> str:
+    """``<type> <base64>`` of the public half of a connection's key (nothing secret)."""
+    loaded = ssh_credentials([conn_id])[conn_id]
+    if isinstance(loaded, CredentialsError):
+        raise ValueError(loaded.message)
+    return " ".join(loaded.key.export_public_key("openssh").decode("ascii").split()[:2])
+
+
 def ssh_credentials(conn_ids: Iterable[str]) -> dict[str, ClientCredentials | CredentialsError]:
     """Load each SSH connection's key once; a connection that cannot be used becomes a
     :class:`CredentialsError`, so only the servers that use it fail their probe."""

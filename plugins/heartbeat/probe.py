@@ -431,8 +431,11 @@ def load_client_key(conn_id: str, private_key: str | None, key_file: str | None,
                 f"connection {conn_id!r}: key_file {key_file!r} is readable by others "
                 f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it"
             )
-        with open(path, encoding="ascii", errors="replace") as handle:
-            data = handle.read()
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ValueError(f"connection {conn_id!r}: key_file {key_file!r}: {exc.strerror}") from None
     else:
         raise ValueError(
             f"connection {conn_id!r} has no private key: set the 'private_key' or 'key_file' extra"
