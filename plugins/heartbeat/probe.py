@@ -217,6 +217,11 @@ async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
             raise _ProbeFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
         if not data:
             raise _ProbeFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
+        if data.startswith(b"Exceeded MaxStartups"):
+            raise _ProbeFailed(
+                ErrorClass.REFUSED,
+                "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
+            )
         if not b"SSH-"[: len(data)] == data[:4]:
             raise _ProbeFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
         newline = data.find(b"\n")
