@@ -114,13 +114,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings()
     with _connect(args) as conn:
         store.check_schema(conn)
-        rows = store.fetch_all(conn, "status_report",
-                               {"as_of": cycle.utc_now(), "offline_after_s": settings.offline_after_s})
+        rules = settings.status_rules
+        rows = store.fetch_all(conn, "status_report", {
+            "as_of": cycle.utc_now(), "offline_after_s": rules.offline_after_s,
+            "failure_threshold": rules.failure_threshold, "recovery_threshold": rules.recovery_threshold,
+            "stale_after_s": rules.stale_after_s})
         last = store.fetch_one(conn, "last_cycle")
     if args.json:
         print(json.dumps({"servers": rows, "last_cycle": last}, default=_json_default, indent=2))
         return EXIT_OK
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ONLINE", "WARNING", "OFFLINE")}
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ONLINE", "WARNING", "OFFLINE", "STALE")}
     table: list[tuple[Any, ...]]
     if args.verbose:
         table = [(r["server_name"], f"{r['host']}:{r['port']}", r["status"], _fmt_time(r["last_heartbeat_at"]),
@@ -130,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = [(r["server_name"], r["status"], _fmt_age(r["heartbeat_age_s"]), r["reason"]) for r in rows]
         print(_table(table, ("SERVER", "STATUS", "AGE", "REASON")))
     print(f"\n{len(rows)} servers: {counts['ONLINE']} ONLINE, {counts['WARNING']} WARNING, "
-          f"{counts['OFFLINE']} OFFLINE")
+          f"{counts['OFFLINE']} OFFLINE" + (f", {counts['STALE']} STALE" if counts["STALE"] else ""))
     if last:
         print(f"last cycle: {last['cycle_id']} finished {_fmt_time(last['finished_at'])}")
     else:

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+from heartbeat.flapping import FlapRules
+from heartbeat.status import StatusRules
+
 HEARTBEAT_DB_CONN_ID = "heartbeat_db"
 
 
@@ -35,6 +38,13 @@ class Settings:
     :param host_key_policy: ``tofu`` or ``strict``.
     :param known_hosts_file: an OpenSSH known_hosts file consulted before the inventory's pinned key.
     :param history_retention_days: probe history older than this is deleted by the pipeline.
+    :param failure_threshold: failed logins in a row that make a server OFFLINE at once (0: off, the
+        seed's rule alone: OFFLINE when the heartbeat is older than ``offline_after_s``).
+    :param recovery_threshold: successful logins in a row an OFFLINE server needs to count again.
+    :param stale_after_s: read-time views mark servers STALE when no cycle finished for this long.
+    :param flap_window: attempts considered by flap detection.
+    :param flap_high_pct: weighted share of state changes above which a server starts flapping.
+    :param flap_low_pct: share below which a flapping server stops flapping.
     :param db_conn_id: the Airflow connection of the heartbeat database.
     """
 
@@ -47,14 +57,27 @@ class Settings:
     host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
     known_hosts_file: str | None = None
     history_retention_days: float = 7.0
+    failure_threshold: int = 0
+    recovery_threshold: int = 1
+    stale_after_s: float = 60.0
+    flap_window: int = 10
+    flap_high_pct: float = 50.0
+    flap_low_pct: float = 25.0
     db_conn_id: str = HEARTBEAT_DB_CONN_ID
 
     def __post_init__(self) -> None:
-        positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days")
+        positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days",
+                    "stale_after_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
-        for name in ("concurrency", "shard_size", "max_shards"):
+        if self.failure_threshold < 0:
+            raise SettingsError(f"failure_threshold must be 0 (off) or more, got {self.failure_threshold!r}")
+        if not 0 <= self.flap_low_pct <= self.flap_high_pct <= 100:
+            raise SettingsError("flap thresholds need 0 <= flap_low_pct <= flap_high_pct <= 100")
+        if self.flap_window < 3:
+            raise SettingsError(f"flap_window must be at least 3, got {self.flap_window!r}")
+        for name in ("concurrency", "shard_size", "max_shards", "recovery_threshold"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.connect_timeout_s > self.probe_timeout_s:
@@ -62,6 +85,15 @@ class Settings:
                 f"connect_timeout_s ({self.connect_timeout_s}) cannot exceed probe_timeout_s "
                 f"({self.probe_timeout_s})"
             )
+
+
+    @property
+    def status_rules(self) -> StatusRules:
+        return StatusRules(self.offline_after_s, self.failure_threshold, self.recovery_threshold, self.stale_after_s)
+
+    @property
+    def flap_rules(self) -> FlapRules:
+        return FlapRules(self.flap_window, self.flap_high_pct, self.flap_low_pct)
 
 
 def env_name(field_name: str) -> str:

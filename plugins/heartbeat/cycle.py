@@ -92,7 +92,7 @@ def probe_shard(
         if not result.ok:
             log.info("%s: %s (%s)", result.server_name, result.error_class, result.message)
     with db_connect(settings, dsn) as conn:
-        store.record_results(conn, cycle_id, results)
+        store.record_results(conn, cycle_id, results, settings.flap_rules)
     return summarise(results, (time.perf_counter() - started) * 1000.0)
 
 
@@ -101,7 +101,7 @@ def materialise(
 ) -> dict[str, int]:
     """Materialise every server's status at ``as_of``, close the cycle record, enforce retention."""
     with db_connect(settings, dsn) as conn:
-        counts = store.materialise_status(conn, as_of, settings.offline_after_s)
+        counts = store.materialise_status(conn, as_of, settings.status_rules)
         store.finish_cycle(conn, cycle_id, as_of, as_of, counts)
         counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)
     log.info("cycle %s: %s", cycle_id, counts)

@@ -14,6 +14,7 @@ class Status(StrEnum):
     ONLINE = "ONLINE"
     WARNING = "WARNING"
     OFFLINE = "OFFLINE"
+    STALE = "STALE"  # read-time only: the monitor itself has stopped finishing cycles
 
 
 class ErrorClass(StrEnum):
@@ -100,6 +101,12 @@ class HeartbeatState:
     last_error_message: str | None = None
     active_alerts: int = 0
     active_anomalies: int = 0
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    flapping: bool = False
+    flap_percent: float | None = None
+    previous_status: str | None = None  # what the last cycle decided
+    monitor_last_cycle_at: datetime | None = None  # when the monitor last finished a cycle
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from heartbeat import sql
+from heartbeat.flapping import DEFAULT_FLAP_RULES, FlapRules, is_flapping
 from heartbeat.inventory import InventoryError, ServerSpec, validate_server
 from heartbeat.models import ErrorClass, ProbeResult, Server
+from heartbeat.status import SEED_RULES, StatusRules
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -129,9 +131,13 @@ def invalid_row_result(server: Server, problem: str, attempted_at: datetime) -> 
     )
 
 
-def record_results(conn: psycopg.Connection[Any], cycle_id: str, results: Sequence[ProbeResult]) -> None:
-    """Write one shard's results in one transaction: history, latest heartbeat, first-use host
-    keys and host-key-changed alerts. Re-running it for the same cycle replaces, never doubles."""
+def record_results(
+    conn: psycopg.Connection[Any], cycle_id: str, results: Sequence[ProbeResult],
+    flap_rules: FlapRules = DEFAULT_FLAP_RULES,
+) -> None:
+    """Write one shard's results in one transaction: history, latest heartbeat, flap state,
+    first-use host keys and host-key-changed alerts. Re-running it for the same cycle replaces,
+    never doubles."""
     if not results:
         return
     with conn.transaction():
@@ -144,18 +150,37 @@ def record_results(conn: psycopg.Connection[Any], cycle_id: str, results: Sequen
         for name in ("upsert_probe_history", "upsert_heartbeats", "pin_first_host_keys",
                      "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
+        _update_flapping(conn, flap_rules)
+
+
+def _update_flapping(conn: psycopg.Connection[Any], rules: FlapRules) -> None:
+    ids: list[int] = []
+    flags: list[bool] = []
+    percents: list[float] = []
+    for row in conn.execute(sql.query("recent_results"), {"window": rules.window}).fetchall():
+        flapping, percent = is_flapping(row["oks"], bool(row["was_flapping"]), rules)
+        ids.append(row["server_id"])
+        flags.append(flapping)
+        percents.append(percent)
+    if ids:
+        conn.execute(sql.query("set_flapping"), {"server_ids": ids, "flapping": flags, "percents": percents})
 
 
 def materialise_status(
-    conn: psycopg.Connection[Any], as_of: datetime, offline_after_s: float
+    conn: psycopg.Connection[Any], as_of: datetime, rules: StatusRules | float = SEED_RULES
 ) -> dict[str, int]:
-    """Evaluate every enabled server at ``as_of``, record status changes, and return counts."""
+    """Evaluate every enabled server at ``as_of``, record status changes, and return counts.
+
+    ``rules`` may be a plain number: the OFFLINE threshold in seconds."""
+    if not isinstance(rules, StatusRules):
+        rules = StatusRules(offline_after_s=float(rules))
+    params = {"as_of": as_of, "offline_after_s": float(rules.offline_after_s),
+              "failure_threshold": rules.failure_threshold, "recovery_threshold": rules.recovery_threshold,
+              "stale_after_s": rules.stale_after_s if rules.stale_after_s is not None else 60.0}
     with conn.transaction():
         conn.execute(sql.query("lock_status"))
-        conn.execute(sql.query("set_offline_after"), {"offline_after_s": repr(float(offline_after_s))})
-        row = conn.execute(
-            sql.query("materialise_status"), {"as_of": as_of, "offline_after_s": float(offline_after_s)}
-        ).fetchone()
+        conn.execute(sql.query("set_status_settings"), params)
+        row = conn.execute(sql.query("materialise_status"), params).fetchone()
     assert row is not None
     return {k: int(v) for k, v in dict(row).items()}
 

@@ -11,7 +11,7 @@ from unit.test_status_rules import AS_OF, STATUS_CASES
 
 from heartbeat import store
 from heartbeat.models import ProbeResult
-from heartbeat.status import evaluate_status
+from heartbeat.status import StatusRules, evaluate_status
 
 pytestmark = pytest.mark.integration
 
@@ -151,22 +151,77 @@ def test_should_store_hostile_values_inert(heartbeat_dsn: str):
     assert query(heartbeat_dsn, "SELECT count(*) AS n FROM servers")[0]["n"] == 1
 
 
-@pytest.mark.parametrize(("state", "threshold_s", "status", "reason"),
+@pytest.mark.parametrize(("state", "rules", "status", "reason"),
                          [c[1:] for c in STATUS_CASES], ids=[c[0] for c in STATUS_CASES])
-def test_should_compute_the_same_status_in_sql_as_in_python(heartbeat_dsn, state, threshold_s, status, reason):
+def test_should_compute_the_same_status_in_sql_as_in_python(heartbeat_dsn, state, rules, status, reason):
+    rules = rules if isinstance(rules, StatusRules) else StatusRules(offline_after_s=rules)
     sid = add_servers(heartbeat_dsn, [{"name": "s", "host": "10.0.0.1"}])["s"]
     with store.connect(heartbeat_dsn) as conn, conn.transaction():
         if state.last_attempt_at is not None or state.last_success_at is not None:
             conn.execute(
                 "INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id, last_ok,"
-                " last_error_class) VALUES (%s, %s, %s, 'c', %s, %s)",
+                " last_error_class, consecutive_failures, consecutive_successes, flapping, flap_percent)"
+                " VALUES (%s, %s, %s, 'c', %s, %s, %s, %s, %s, %s)",
                 (sid, state.last_success_at, state.last_attempt_at or state.last_success_at,
-                 state.last_error_class is None, state.last_error_class))
+                 state.last_error_class is None, state.last_error_class, state.consecutive_failures,
+                 state.consecutive_successes, state.flapping, state.flap_percent))
         for _ in range(state.active_alerts):
             conn.execute("INSERT INTO alerts (server_id, kind) VALUES (%s, 'a')", (sid,))
         for _ in range(state.active_anomalies):
             conn.execute("INSERT INTO anomalies (server_id, kind) VALUES (%s, 'x')", (sid,))
         conn.execute("INSERT INTO alerts (server_id, kind, resolved_at) VALUES (%s, 'old', now())", (sid,))
-    [row] = query(heartbeat_dsn, "SELECT status, reason FROM heartbeat_status_at(%s, %s)", (AS_OF, threshold_s))
-    python = evaluate_status(state, AS_OF, threshold_s)
+        if state.previous_status:
+            conn.execute("INSERT INTO server_status (server_id, status, reason, status_since, evaluated_at)"
+                         " VALUES (%s, %s, '', %s, %s)", (sid, state.previous_status, AS_OF, AS_OF))
+        if state.monitor_last_cycle_at:
+            conn.execute("INSERT INTO cycles (cycle_id, started_at, finished_at) VALUES ('c', %s, %s)",
+                         (state.monitor_last_cycle_at, state.monitor_last_cycle_at))
+    [row] = query(heartbeat_dsn, "SELECT status, reason FROM heartbeat_status_at(%s, %s, %s, %s, %s)",
+                  (AS_OF, rules.offline_after_s, rules.failure_threshold, rules.recovery_threshold,
+                   rules.stale_after_s))
+    python = evaluate_status(state, AS_OF, rules)
     assert (row["status"], row["reason"]) == (python.status.value, python.reason) == (status.value, reason)
+
+
+def test_should_flag_a_flapping_server_as_warning(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        for i in range(10):
+            at = T0 + timedelta(seconds=30 * i)
+            store.record_results(conn, f"c{i}", [ok(web, at) if i % 2 else failed(web, at)])
+        counts = store.materialise_status(conn, T0 + timedelta(seconds=275), 60)
+    row = query(heartbeat_dsn, "SELECT flapping, flap_percent FROM heartbeats")[0]
+    assert row == {"flapping": True, "flap_percent": 100.0}
+    assert counts["warning"] == 1
+    assert query(heartbeat_dsn, "SELECT reason FROM server_status")[0]["reason"] == \
+        "heartbeat 5 s ago; flapping (100% state changes)"
+
+
+def test_should_hold_offline_until_recovery_threshold_is_met(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    rules = StatusRules(recovery_threshold=2)
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [failed(web, T0)])
+        assert store.materialise_status(conn, T0 + timedelta(seconds=1), rules)["offline"] == 1
+        store.record_results(conn, "c2", [ok(web, T0 + timedelta(seconds=30))])
+        assert store.materialise_status(conn, T0 + timedelta(seconds=31), rules)["offline"] == 1
+        store.record_results(conn, "c3", [ok(web, T0 + timedelta(seconds=60))])
+        assert store.materialise_status(conn, T0 + timedelta(seconds=61), rules)["online"] == 1
+    reasons = [r["reason"] for r in query(heartbeat_dsn, "SELECT reason FROM status_events ORDER BY id")]
+    assert reasons == ["no heartbeat yet; last attempt: connection refused", "heartbeat 1 s ago"]
+
+
+def test_should_mark_the_fleet_stale_instead_of_offline_when_the_monitor_stalls(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [ok(web, long_ago)])
+        store.materialise_status(conn, long_ago, 60)
+        store.finish_cycle(conn, "c1", long_ago, long_ago, {"online": 1})
+    [live] = query(heartbeat_dsn, "SELECT status, reason FROM server_status_live")
+    assert live["status"] == "STALE"
+    assert live["reason"].startswith(f"monitor stalled since {long_ago:%Y-%m-%d %H:%M:%S} UTC: no cycle for 6")
+    assert live["reason"].endswith("s; last known: ONLINE")
+    [health] = query(heartbeat_dsn, "SELECT stalled, health, online FROM monitor_health")
+    assert health["stalled"] is True and health["health"].startswith("monitor stalled since")
+    assert query(heartbeat_dsn, "SELECT stale FROM fleet_summary")[0]["stale"] == 1

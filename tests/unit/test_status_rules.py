@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from heartbeat.models import HeartbeatState, Status
-from heartbeat.status import evaluate_status
+from heartbeat.status import StatusRules, evaluate_status
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,11 @@ def ago(seconds: float) -> datetime:
     return AS_OF - timedelta(seconds=seconds)
 
 
-# (id, state, threshold, expected status, expected reason)
+SEED = StatusRules()
+DEBOUNCED = StatusRules(failure_threshold=2, recovery_threshold=2)
+WATCHED = StatusRules(stale_after_s=60)
+
+# (id, state, rules or OFFLINE threshold in s, expected status, expected reason)
 STATUS_CASES = [
     ("never probed", HeartbeatState(None), 60, Status.OFFLINE, "no heartbeat yet; not probed yet"),
     ("never succeeded", HeartbeatState(None, ago(5), "refused", "connection refused on port 22"), 60,
@@ -41,13 +45,41 @@ STATUS_CASES = [
      "heartbeat 0 s ago"),
     ("unknown error class shown as is", HeartbeatState(None, ago(1), "weird", "x"), 60, Status.OFFLINE,
      "no heartbeat yet; last attempt: weird"),
+    # debounce
+    ("one failure of a fresh server counts nothing", HeartbeatState(ago(20), ago(1), "refused", "x",
+     consecutive_failures=1), DEBOUNCED, Status.ONLINE, "heartbeat 20 s ago"),
+    ("failure threshold reached", HeartbeatState(ago(20), ago(1), "refused", "x", consecutive_failures=2),
+     DEBOUNCED, Status.OFFLINE, "2 failed logins in a row; last attempt: connection refused"),
+    ("failure threshold off by default", HeartbeatState(ago(20), ago(1), "refused", "x", consecutive_failures=5),
+     SEED, Status.ONLINE, "heartbeat 20 s ago"),
+    ("recovering", HeartbeatState(ago(1), ago(1), consecutive_successes=1, previous_status="OFFLINE"),
+     DEBOUNCED, Status.OFFLINE, "recovering: 1 of 2 successful logins in a row"),
+    ("recovered", HeartbeatState(ago(1), ago(1), consecutive_successes=2, previous_status="OFFLINE"),
+     DEBOUNCED, Status.ONLINE, "heartbeat 1 s ago"),
+    ("recovery threshold only after OFFLINE", HeartbeatState(ago(1), ago(1), consecutive_successes=1,
+     previous_status="WARNING"), DEBOUNCED, Status.ONLINE, "heartbeat 1 s ago"),
+    # flapping
+    ("flapping", HeartbeatState(ago(5), ago(5), flapping=True, flap_percent=62.5), SEED, Status.WARNING,
+     "heartbeat 5 s ago; flapping (62% state changes)"),
+    ("flapping with an alert", HeartbeatState(ago(5), ago(5), active_alerts=1, flapping=True, flap_percent=50),
+     SEED, Status.WARNING, "heartbeat 5 s ago; flapping (50% state changes), 1 active alert"),
+    ("flapping but stale heartbeat is offline", HeartbeatState(ago(90), ago(1), "timeout", "x", flapping=True,
+     flap_percent=70), SEED, Status.OFFLINE, "no heartbeat for 90 s; last attempt: timed out"),
+    # the monitor's own health
+    ("monitor stalled", HeartbeatState(ago(400), ago(400), previous_status="ONLINE",
+     monitor_last_cycle_at=ago(300)), WATCHED, Status.STALE,
+     "monitor stalled since 2026-11-28 11:55:00 UTC: no cycle for 300 s; last known: ONLINE"),
+    ("monitor stalled, never evaluated", HeartbeatState(None, monitor_last_cycle_at=ago(61)), WATCHED,
+     Status.STALE, "monitor stalled since 2026-11-28 11:58:59 UTC: no cycle for 61 s; last known: unknown"),
+    ("monitor healthy", HeartbeatState(ago(10), ago(10), monitor_last_cycle_at=ago(30)), WATCHED,
+     Status.ONLINE, "heartbeat 10 s ago"),
 ]
 
 
-@pytest.mark.parametrize(("state", "threshold_s", "status", "reason"),
+@pytest.mark.parametrize(("state", "rules", "status", "reason"),
                          [c[1:] for c in STATUS_CASES], ids=[c[0] for c in STATUS_CASES])
-def test_should_decide_status_from_timestamps_and_inputs(state, threshold_s, status, reason):
-    decision = evaluate_status(state, AS_OF, threshold_s)
+def test_should_decide_status_from_timestamps_and_inputs(state, rules, status, reason):
+    decision = evaluate_status(state, AS_OF, rules)
     assert decision.status is status
     assert decision.reason == reason
 

@@ -35,11 +35,11 @@ ON CONFLICT (server_id, cycle_id) DO UPDATE SET
 INSERT INTO heartbeats AS h (server_id, last_success_at, last_attempt_at, last_cycle_id,
                              consecutive_failures, last_ok, last_error_class, last_error_message,
                              tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
-                             host_key_fingerprint, presented_host_key)
+                             host_key_fingerprint, presented_host_key, consecutive_successes)
 SELECT b.server_id, CASE WHEN b.ok THEN b.attempted_at END, b.attempted_at, b.cycle_id,
        CASE WHEN b.ok THEN 0 ELSE 1 END, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, b.banner, b.host_key_fingerprint,
-       b.host_key
+       b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
 ON CONFLICT (server_id) DO UPDATE SET
     last_success_at = CASE WHEN EXCLUDED.last_ok THEN EXCLUDED.last_attempt_at ELSE h.last_success_at END,
@@ -49,6 +49,10 @@ ON CONFLICT (server_id) DO UPDATE SET
         WHEN EXCLUDED.last_ok THEN 0
         WHEN h.last_cycle_id = EXCLUDED.last_cycle_id THEN GREATEST(h.consecutive_failures, 1)
         ELSE h.consecutive_failures + 1 END,
+    consecutive_successes = CASE
+        WHEN NOT EXCLUDED.last_ok THEN 0
+        WHEN h.last_cycle_id = EXCLUDED.last_cycle_id THEN GREATEST(h.consecutive_successes, 1)
+        ELSE h.consecutive_successes + 1 END,
     last_ok = EXCLUDED.last_ok,
     last_error_class = EXCLUDED.last_error_class,
     last_error_message = EXCLUDED.last_error_message,
@@ -60,6 +64,24 @@ ON CONFLICT (server_id) DO UPDATE SET
     host_key_fingerprint = coalesce(EXCLUDED.host_key_fingerprint, h.host_key_fingerprint),
     presented_host_key = coalesce(EXCLUDED.presented_host_key, h.presented_host_key)
 WHERE h.last_attempt_at <= EXCLUDED.last_attempt_at;
+
+-- name: recent_results
+-- The last attempts of this batch's servers, newest first, for flap detection.
+SELECT r.server_id, array_agg(r.ok ORDER BY r.attempted_at) AS oks, bool_or(h.flapping) AS was_flapping
+FROM (
+    SELECT ph.server_id, ph.ok, ph.attempted_at,
+           row_number() OVER (PARTITION BY ph.server_id ORDER BY ph.attempted_at DESC) AS n
+    FROM probe_history ph
+    WHERE ph.server_id IN (SELECT server_id FROM probe_batch)
+) r JOIN heartbeats h ON h.server_id = r.server_id
+WHERE r.n <= %(window)s
+GROUP BY r.server_id;
+
+-- name: set_flapping
+UPDATE heartbeats h SET flapping = f.flapping, flap_percent = f.flap_percent
+FROM unnest(%(server_ids)s::bigint[], %(flapping)s::boolean[], %(percents)s::real[])
+     AS f(server_id, flapping, flap_percent)
+WHERE h.server_id = f.server_id;
 
 -- name: pin_first_host_keys
 -- Trust on first use: the first key a server presents is pinned, unless the probe rejected it.
@@ -90,15 +112,21 @@ WHERE b.error_class = 'host_key_changed'
 -- name: lock_status
 SELECT pg_advisory_xact_lock(hashtext('heartbeat_materialise_status'));
 
--- name: set_offline_after
-INSERT INTO monitor_settings (key, value) VALUES ('offline_after_s', %(offline_after_s)s)
+-- name: set_status_settings
+-- The read-time views use the same settings as the pipeline.
+INSERT INTO monitor_settings (key, value) VALUES
+    ('offline_after_s', %(offline_after_s)s::text),
+    ('failure_threshold', %(failure_threshold)s::text),
+    ('recovery_threshold', %(recovery_threshold)s::text),
+    ('stale_after_s', %(stale_after_s)s::text)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: materialise_status
 -- One set-based statement: compare with the stored status, record flips, upsert the status.
 -- Older evaluations (a retried old run) never overwrite newer ones.
 WITH live AS (
-    SELECT * FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s)
+    SELECT * FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
+                                      %(recovery_threshold)s, NULL)
 ), flips AS (
     INSERT INTO status_events (server_id, from_status, to_status, at, reason)
     SELECT l.server_id, p.status, l.status, %(as_of)s, l.reason
@@ -108,9 +136,9 @@ WITH live AS (
     RETURNING server_id
 ), upserted AS (
     INSERT INTO server_status AS st (server_id, status, reason, last_heartbeat_at, heartbeat_age_s,
-                                     active_alerts, active_anomalies, status_since, evaluated_at)
+                                     active_alerts, active_anomalies, flapping, status_since, evaluated_at)
     SELECT l.server_id, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
-           l.active_alerts, l.active_anomalies, %(as_of)s, %(as_of)s
+           l.active_alerts, l.active_anomalies, l.flapping, %(as_of)s, %(as_of)s
     FROM live l
     ON CONFLICT (server_id) DO UPDATE SET
         status = EXCLUDED.status,
@@ -119,6 +147,7 @@ WITH live AS (
         heartbeat_age_s = EXCLUDED.heartbeat_age_s,
         active_alerts = EXCLUDED.active_alerts,
         active_anomalies = EXCLUDED.active_anomalies,
+        flapping = EXCLUDED.flapping,
         status_since = CASE WHEN st.status = EXCLUDED.status THEN st.status_since ELSE EXCLUDED.status_since END,
         evaluated_at = EXCLUDED.evaluated_at
     WHERE st.evaluated_at <= EXCLUDED.evaluated_at

@@ -75,7 +75,8 @@ ORDER BY x.detected_at DESC, x.id DESC;
 SELECT l.server_name, l.host, l.port, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
        l.active_alerts, l.active_anomalies, l.last_attempt_at, l.last_error_class, l.last_error_message,
        l.consecutive_failures, l.total_ms
-FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s) l
+FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s, %(recovery_threshold)s,
+                         %(stale_after_s)s) l
 ORDER BY CASE l.status WHEN 'OFFLINE' THEN 0 WHEN 'WARNING' THEN 1 ELSE 2 END, l.server_name;
 
 -- name: last_cycle

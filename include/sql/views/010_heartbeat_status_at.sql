@@ -1,9 +1,20 @@
 -- The status rules in SQL, for dashboards and for materialisation. Keep in step with
 -- plugins/heartbeat/status.py: a test holds both to the same table of cases.
---   OFFLINE: no heartbeat, or the last one is older than offline_after_s
---   ONLINE:  a heartbeat within offline_after_s and no active alert or anomaly
---   WARNING: a heartbeat within offline_after_s but an active alert or anomaly
-CREATE OR REPLACE FUNCTION heartbeat_status_at(as_of timestamptz, offline_after_s double precision)
+--   STALE:   (read-time views only) the monitor has finished no cycle for stale_after_s
+--   OFFLINE: no heartbeat, or the last one is older than offline_after_s; or failure_threshold
+--            failed logins in a row; or recovering from OFFLINE with fewer than
+--            recovery_threshold successful logins in a row
+--   WARNING: a fresh heartbeat but flapping, or an active alert or anomaly
+--   ONLINE:  a fresh heartbeat and none of the above
+DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision) CASCADE;
+DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision, integer, integer, double precision) CASCADE;
+CREATE FUNCTION heartbeat_status_at(
+    as_of timestamptz,
+    offline_after_s double precision,
+    failure_threshold integer DEFAULT 0,
+    recovery_threshold integer DEFAULT 1,
+    stale_after_s double precision DEFAULT NULL
+)
 RETURNS TABLE (
     server_id         bigint,
     server_name       text,
@@ -19,40 +30,71 @@ RETURNS TABLE (
     last_error_class  text,
     last_error_message text,
     consecutive_failures integer,
-    total_ms          real
+    total_ms          real,
+    flapping          boolean,
+    flap_percent      real
 )
 LANGUAGE sql STABLE AS $$
-    WITH base AS (
+    WITH monitor AS (
+        SELECT max(finished_at) AS last_cycle_at FROM cycles
+    ), base AS (
         SELECT s.id, s.name, s.host, s.port,
-               h.last_success_at, h.last_attempt_at, h.last_error_class, h.last_error_message,
-               h.consecutive_failures, h.total_ms,
+               h.last_success_at, h.last_attempt_at, h.last_error_class, h.last_error_message, h.total_ms,
+               coalesce(h.consecutive_failures, 0) AS failures,
+               coalesce(h.consecutive_successes, 0) AS successes,
+               coalesce(h.flapping, false) AS flapping, h.flap_percent,
+               st.status AS previous_status,
                -- GREATEST ignores NULLs: keep "never" as NULL explicitly
                CASE WHEN h.last_success_at IS NOT NULL
                     THEN GREATEST(0, extract(epoch FROM as_of - h.last_success_at))::double precision END AS age_s,
                (SELECT count(*) FROM alerts a WHERE a.server_id = s.id AND a.resolved_at IS NULL)::integer AS n_alerts,
                (SELECT count(*) FROM anomalies x WHERE x.server_id = s.id AND x.resolved_at IS NULL)::integer AS n_anomalies,
                CASE WHEN h.last_attempt_at IS NULL OR h.last_error_class IS NULL THEN ''
-                    ELSE '; last attempt: ' || coalesce(e.words, h.last_error_class) END AS attempt_words
+                    ELSE '; last attempt: ' || coalesce(e.words, h.last_error_class) END AS attempt_words,
+               CASE WHEN stale_after_s IS NOT NULL AND m.last_cycle_at IS NOT NULL
+                         AND extract(epoch FROM as_of - m.last_cycle_at) > stale_after_s
+                    THEN m.last_cycle_at END AS stalled_since
         FROM servers s
+        CROSS JOIN monitor m
         LEFT JOIN heartbeats h ON h.server_id = s.id
         LEFT JOIN error_classes e ON e.error_class = h.last_error_class
+        LEFT JOIN server_status st ON st.server_id = s.id
         WHERE s.enabled
+    ), decided AS (
+        SELECT b.*,
+            CASE WHEN stalled_since IS NOT NULL THEN 'stale'
+                 WHEN age_s IS NULL OR age_s > offline_after_s THEN 'offline'
+                 WHEN failure_threshold > 0 AND failures >= failure_threshold THEN 'failing'
+                 WHEN recovery_threshold > 1 AND previous_status = 'OFFLINE' AND successes < recovery_threshold
+                     THEN 'recovering'
+                 WHEN flapping OR n_alerts > 0 OR n_anomalies > 0 THEN 'warning'
+                 ELSE 'online' END AS rule
+        FROM base b
     )
     SELECT id, name, host, port,
-        CASE WHEN age_s IS NULL OR age_s > offline_after_s THEN 'OFFLINE'
-             WHEN n_alerts > 0 OR n_anomalies > 0 THEN 'WARNING'
-             ELSE 'ONLINE' END,
-        CASE WHEN age_s IS NULL AND last_attempt_at IS NULL THEN 'no heartbeat yet; not probed yet'
-             WHEN age_s IS NULL THEN 'no heartbeat yet' || attempt_words
-             WHEN age_s > offline_after_s THEN 'no heartbeat for ' || floor(age_s)::bigint || ' s' || attempt_words
-             WHEN n_alerts > 0 OR n_anomalies > 0 THEN
-                 'heartbeat ' || floor(age_s)::bigint || ' s ago; ' || concat_ws(', ',
-                     CASE WHEN n_alerts = 1 THEN '1 active alert'
-                          WHEN n_alerts > 1 THEN n_alerts || ' active alerts' END,
-                     CASE WHEN n_anomalies = 1 THEN '1 active anomaly'
-                          WHEN n_anomalies > 1 THEN n_anomalies || ' active anomalies' END)
-             ELSE 'heartbeat ' || floor(age_s)::bigint || ' s ago' END,
+        CASE rule WHEN 'stale' THEN 'STALE' WHEN 'warning' THEN 'WARNING' WHEN 'online' THEN 'ONLINE'
+                  ELSE 'OFFLINE' END,
+        CASE rule
+            WHEN 'stale' THEN 'monitor stalled since '
+                || to_char(stalled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC: no cycle for '
+                || floor(extract(epoch FROM as_of - stalled_since))::bigint || ' s; last known: '
+                || coalesce(previous_status, 'unknown')
+            WHEN 'offline' THEN
+                CASE WHEN age_s IS NULL AND last_attempt_at IS NULL THEN 'no heartbeat yet; not probed yet'
+                     WHEN age_s IS NULL THEN 'no heartbeat yet' || attempt_words
+                     ELSE 'no heartbeat for ' || floor(age_s)::bigint || ' s' || attempt_words END
+            WHEN 'failing' THEN failures || ' failed logins in a row' || attempt_words
+            WHEN 'recovering' THEN 'recovering: ' || successes || ' of ' || recovery_threshold
+                || ' successful logins in a row'
+            WHEN 'warning' THEN 'heartbeat ' || floor(age_s)::bigint || ' s ago; ' || concat_ws(', ',
+                CASE WHEN flapping THEN 'flapping (' || floor(coalesce(flap_percent, 0))::bigint
+                                        || '% state changes)' END,
+                CASE WHEN n_alerts = 1 THEN '1 active alert'
+                     WHEN n_alerts > 1 THEN n_alerts || ' active alerts' END,
+                CASE WHEN n_anomalies = 1 THEN '1 active anomaly'
+                     WHEN n_anomalies > 1 THEN n_anomalies || ' active anomalies' END)
+            ELSE 'heartbeat ' || floor(age_s)::bigint || ' s ago' END,
         last_success_at, age_s, n_alerts, n_anomalies, last_attempt_at, last_error_class,
-        last_error_message, coalesce(consecutive_failures, 0), total_ms
-    FROM base
+        last_error_message, failures, total_ms, flapping, flap_percent
+    FROM decided
 $$;

@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def airflow_environment(
 
 
 def airflow_bin() -> str:
-    return str(Path(os.sys.executable).with_name("airflow"))
+    return str(Path(sys.executable).with_name("airflow"))
 
 
 def migrate_metadata(env: Mapping[str, str], timeout_s: float = 300) -> None:
