@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
@@ -126,3 +127,18 @@ def test_should_run_a_full_cycle_and_materialise_every_status(
     assert ("web-1", None, "ONLINE") in transitions and ("refused", None, "OFFLINE") in transitions
     assert len(transitions) == 10  # nine first statuses and one change
     assert len(query(heartbeat_dsn, "SELECT * FROM cycles")) == 2
+
+
+def test_should_fail_the_run_with_a_clear_task_log_when_the_database_is_unreachable(airflow_base_env, postgres):
+    env = {**airflow_base_env,
+           "AIRFLOW_CONN_HEARTBEAT_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1",
+                                                    "port": refused_port(), "schema": "heartbeat", "login": "x"}),
+           "AIRFLOW_CONN_HEARTBEAT_SSH": json.dumps({"conn_type": "ssh", "login": "root"})}
+    proc = subprocess.run([sys.executable, str(REPO / "dags" / "ssh_heartbeat.py")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert "cannot reach the heartbeat database" in output and "heartbeat_db" in output
+    run_state, task_states = last_run_states(env, postgres)
+    assert run_state == "failed"
+    assert task_states["load_inventory[-1]"] == "failed"
+    assert task_states["materialise_status[-1]"] == "failed"  # it still ran (all_done), and said why
