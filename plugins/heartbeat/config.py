@@ -38,6 +38,8 @@ class Settings:
     :param host_key_policy: ``tofu`` or ``strict``.
     :param known_hosts_file: an OpenSSH known_hosts file consulted before the inventory's pinned key.
     :param history_retention_days: probe history older than this is deleted by the pipeline.
+    :param metadata_retention_days: Airflow run records older than this are cleaned (``airflow db clean``).
+    :param log_retention_days: task log files older than this are deleted.
     :param failure_threshold: failed logins in a row that make a server OFFLINE at once (0: off, the
         seed's rule alone: OFFLINE when the heartbeat is older than ``offline_after_s``).
     :param recovery_threshold: successful logins in a row an OFFLINE server needs to count again.
@@ -57,6 +59,8 @@ class Settings:
     host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
     known_hosts_file: str | None = None
     history_retention_days: float = 7.0
+    metadata_retention_days: float = 3.0
+    log_retention_days: float = 3.0
     failure_threshold: int = 0
     recovery_threshold: int = 1
     stale_after_s: float = 60.0
@@ -67,7 +71,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days",
-                    "stale_after_s")
+                    "stale_after_s", "metadata_retention_days", "log_retention_days")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
