@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: system-deps venv lint
