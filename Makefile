@@ -15,6 +15,7 @@ system-deps:
 	command -v ssh-keygen >/dev/null || need="$$need openssh-client"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
+	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$need (install them, or run as root)"; exit 1; fi; \
 	  echo "installing system packages:$$need"; \

@@ -11,10 +11,13 @@ installed on the servers: a successful login is a heartbeat.
    not a task failure;
 3. **materialise_status** (runs even when probes failed) writes `server_status` and one
    `status_events` row per change: OFFLINE (no heartbeat within 60 s), ONLINE, or WARNING
-   (fresh heartbeat, but an active alert or anomaly).
+   (fresh heartbeat, but an active alert or anomaly);
+4. **notify_status_changes** sends what has changed (server OFFLINE, recovered, host key changed,
+   monitor stalled) by e-mail and webhook, each change once, none during a maintenance window.
 
 Settings are `HEARTBEAT_*` environment variables; credentials come from the Airflow connections
-`heartbeat_db` and `heartbeat_ssh`. See the README.
+`heartbeat_db` and `heartbeat_ssh`, notification channels from `heartbeat_smtp` and
+`heartbeat_webhook`. See the README.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ materialise_status = task(
     trigger_rule=TriggerRule.ALL_DONE,
     execution_timeout=timedelta(seconds=60),
 )(airflow_tasks.materialise_status)
+notify_status_changes = task(multiple_outputs=False, execution_timeout=timedelta(seconds=120))(
+    airflow_tasks.notify_status_changes
+)
 
 
 @dag(
@@ -54,7 +60,7 @@ materialise_status = task(
 )
 def ssh_heartbeat() -> None:
     shards = load_inventory()
-    probe_shard.expand(shard=shards) >> materialise_status()
+    probe_shard.expand(shard=shards) >> materialise_status() >> notify_status_changes()
 
 
 dag = ssh_heartbeat()

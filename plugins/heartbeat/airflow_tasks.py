@@ -46,3 +46,11 @@ def probe_shard(shard: list[dict[str, Any]]) -> dict[str, Any]:
 def materialise_status() -> dict[str, int]:
     """Evaluate every server's status now and record the changes; also prunes old history."""
     return cycle.materialise(settings_from_env(), _run_id(), cycle.utc_now())
+
+
+def notify_status_changes() -> dict[str, int]:
+    """Notify status changes that have held long enough (each once per channel, none for a server
+    in maintenance) and a stalled monitor, through the channels defined as Airflow connections."""
+    from heartbeat import notify
+
+    return notify.run(settings_from_env(), cycle.utc_now(), current_cycle_id=_run_id())

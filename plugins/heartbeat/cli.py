@@ -298,6 +298,79 @@ def cmd_keys_authorized_line(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_maintenance_add(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, maintenance
+
+    now = cycle.utc_now()
+    try:
+        ends_at = maintenance.parse_time(args.until, now)
+        starts_at = maintenance.parse_time(args.start, now) if args.start else None
+        with _connect(args) as conn:
+            row = maintenance.add_window(conn, args.name, ends_at, now, starts_at=starts_at, reason=args.reason,
+                                         created_by=args.created_by)
+    except maintenance.MaintenanceError as exc:
+        raise CommandError(str(exc))
+    print(f"maintenance {row['id']} on {args.name} from {_fmt_time(row['starts_at'])} until "
+          f"{_fmt_time(row['ends_at'])}: no notification for it, and the time is left out of uptime")
+    return EXIT_OK
+
+
+def cmd_maintenance_list(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, maintenance
+
+    with _connect(args) as conn:
+        rows = maintenance.list_windows(conn, cycle.utc_now(), include_past=args.all)
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return EXIT_OK
+    table = [(r["id"], r["server_name"], _fmt_time(r["starts_at"]), _fmt_time(r["ends_at"]),
+              "now" if r["active"] else "", r["reason"]) for r in rows]
+    print(_table(table, ("ID", "SERVER", "FROM", "UNTIL", "OPEN", "REASON")))
+    return EXIT_OK
+
+
+def cmd_maintenance_end(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, maintenance
+
+    try:
+        with _connect(args) as conn:
+            ended = maintenance.end_windows(conn, args.name, cycle.utc_now())
+    except maintenance.MaintenanceError as exc:
+        raise CommandError(str(exc))
+    if not ended:
+        raise CommandError(f"{args.name} has no open maintenance window (see `heartbeat maintenance list`)")
+    print(f"ended {ended} maintenance window{'s' if ended > 1 else ''} of {args.name}: notifications resume")
+    return EXIT_OK
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, notify, store
+
+    settings, notify_settings, now = _settings(), notify.notify_settings_from_env(), cycle.utc_now()
+    channels = notify.configured_channels(notify_settings)
+    if args.log or args.dry_run:
+        with _connect(args) as conn:
+            if args.log:
+                rows = store.fetch_all(conn, "list_notifications", {"limit": 50})
+                print(_table([(r["id"], _fmt_time(r["sent_at"] or r["first_tried_at"]), r["channel"], r["kind"],
+                               r["server_name"] or "-", r["state"], r["attempts"], r["last_error"] or "")
+                              for r in rows], ("ID", "WHEN", "CHANNEL", "KIND", "SERVER", "STATE", "TRIES", "ERROR")))
+                return EXIT_OK
+            for channel in channels:
+                for item in notify.due_notifications(conn, channel.name, notify_settings, now,
+                                                     stale_after_s=settings.stale_after_s):
+                    print(f"{channel.name}: would send {item.kind}: {item.text}")
+    if not channels:
+        raise CommandError(f"no notification channel: define the Airflow connection {notify_settings.email_conn_id!r} "
+                           f"(e-mail) or {notify_settings.webhook_conn_id!r} (webhook)")
+    if args.dry_run:
+        return EXIT_OK
+    counts = notify.run(settings, now, channels=channels, notify_settings=notify_settings)
+    print(f"{counts['sent']} sent, {counts['failed']} failed on {len(channels)} channels "
+          f"({', '.join(c.name for c in channels)})")
+    return EXIT_ERROR if counts["failed"] else EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,6 +444,27 @@ def build_parser() -> argparse.ArgumentParser:
         li.add_argument("--all", action="store_true", help="include resolved ones")
         li.add_argument("--json", action="store_true")
         li.set_defaults(func=lambda a, t=table: cmd_input_list(a, t))
+    maint = sub.add_parser("maintenance", help="maintenance windows: no notifications, left out of uptime")
+    mactions = maint.add_subparsers(dest="action", required=True, metavar="ACTION")
+    madd = mactions.add_parser("add", help="put a server in maintenance from now (or --from) until a time")
+    madd.add_argument("name", help="server name")
+    madd.add_argument("--until", required=True, help="+2h, +30m, +1d, +1h30m, or an ISO time (local unless zoned)")
+    madd.add_argument("--from", dest="start", help="start later: same forms as --until (default: now)")
+    madd.add_argument("--reason", "-m", default="", help="what the work is")
+    madd.add_argument("--created-by", default="cli", help="who or what opened the window")
+    madd.set_defaults(func=cmd_maintenance_add)
+    mlist = mactions.add_parser("list", help="open and future windows")
+    mlist.add_argument("--all", action="store_true", help="include past ones")
+    mlist.add_argument("--json", action="store_true")
+    mlist.set_defaults(func=cmd_maintenance_list)
+    mend = mactions.add_parser("end", help="end a server's open maintenance windows now")
+    mend.add_argument("name", help="server name")
+    mend.set_defaults(func=cmd_maintenance_end)
+
+    notify = sub.add_parser("notify", help="send due notifications now (also checks that the monitor runs)")
+    notify.add_argument("--dry-run", action="store_true", help="print what is due without sending")
+    notify.add_argument("--log", action="store_true", help="the last 50 notifications sent or tried")
+    notify.set_defaults(func=cmd_notify)
     return parser
 
 

@@ -1,0 +1,120 @@
+-- Named queries of notifications (plugins/heartbeat/notify.py) and maintenance windows
+-- (plugins/heartbeat/maintenance.py). Parameters are bound by psycopg.
+
+-- name: status_change_candidates
+-- Status changes to notify on one channel at %(as_of)s. Only each server's latest change counts
+-- (a change undone within the debounce is never sent); it must have held %(notify_after_s)s; it is
+-- "offline" when the server went OFFLINE and the channel last said otherwise, "recovered" when the
+-- channel last said OFFLINE; a server in a maintenance window now is left for later; a change
+-- already sent (or given up after %(max_attempts)s failures) on this channel is not sent again.
+WITH latest AS (
+    SELECT DISTINCT ON (e.server_id) e.id, e.server_id, e.from_status, e.to_status, e.at, e.reason
+    FROM status_events e
+    WHERE e.at <= %(as_of)s
+    ORDER BY e.server_id, e.at DESC, e.id DESC
+), last_sent AS (
+    SELECT DISTINCT ON (e.server_id) e.server_id, e.to_status
+    FROM notification_log n
+    JOIN status_events e ON e.id = n.event_id
+    WHERE n.channel = %(channel)s AND n.state = 'sent'
+    ORDER BY e.server_id, e.at DESC, e.id DESC
+)
+SELECT l.id AS event_id, s.id AS server_id, s.name AS server_name, s.host, s.port,
+       l.from_status, l.to_status, l.at, l.reason, h.last_error_class,
+       CASE WHEN l.to_status = 'OFFLINE' THEN 'offline' ELSE 'recovered' END AS kind
+FROM latest l
+JOIN servers s ON s.id = l.server_id AND s.enabled
+LEFT JOIN last_sent p ON p.server_id = l.server_id
+LEFT JOIN heartbeats h ON h.server_id = l.server_id
+WHERE extract(epoch FROM %(as_of)s::timestamptz - l.at) >= %(notify_after_s)s
+  AND ((l.to_status = 'OFFLINE' AND p.to_status IS DISTINCT FROM 'OFFLINE')
+       OR (l.to_status <> 'OFFLINE' AND p.to_status = 'OFFLINE'))
+  AND NOT EXISTS (
+      SELECT 1 FROM maintenance_windows m
+      WHERE m.server_id = l.server_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
+  AND NOT EXISTS (
+      SELECT 1 FROM notification_log n
+      WHERE n.subject = 'status_event:' || l.id AND n.channel = %(channel)s
+        AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+ORDER BY l.at, l.id;
+
+-- name: host_key_alert_candidates
+-- Active host_key_changed alerts not yet sent on this channel; left for later during maintenance.
+SELECT a.id AS alert_id, s.id AS server_id, s.name AS server_name, s.host, s.port, a.message, a.raised_at AS at
+FROM alerts a
+JOIN servers s ON s.id = a.server_id AND s.enabled
+WHERE a.kind = 'host_key_changed' AND a.resolved_at IS NULL AND a.raised_at <= %(as_of)s
+  AND NOT EXISTS (
+      SELECT 1 FROM maintenance_windows m
+      WHERE m.server_id = a.server_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
+  AND NOT EXISTS (
+      SELECT 1 FROM notification_log n
+      WHERE n.subject = 'alert:' || a.id AND n.channel = %(channel)s
+        AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+ORDER BY a.raised_at, a.id;
+
+-- name: last_finished_cycle
+-- The last cycle that finished at or before %(as_of)s, other than %(current_cycle_id)s.
+SELECT cycle_id, started_at, finished_at
+FROM cycles
+WHERE finished_at IS NOT NULL AND finished_at <= %(as_of)s
+  AND cycle_id IS DISTINCT FROM %(current_cycle_id)s::text
+ORDER BY finished_at DESC
+LIMIT 1;
+
+-- name: cycle_started_at
+SELECT started_at FROM cycles WHERE cycle_id = %(cycle_id)s;
+
+-- name: notification_done
+SELECT 1 AS done FROM notification_log
+WHERE subject = %(subject)s AND channel = %(channel)s AND (state = 'sent' OR attempts >= %(max_attempts)s);
+
+-- name: claim_notification
+-- Take a notification for sending, inside the transaction that sends it: a new one, or a failed
+-- one with attempts left. The row stays locked until commit, so a concurrent run (a retried task,
+-- `heartbeat notify`) waits and then finds it sent. Nothing returned: someone else has it.
+INSERT INTO notification_log AS n (subject, channel, kind, server_id, event_id, alert_id, state, attempts,
+                                   first_tried_at, last_tried_at, sent_at)
+VALUES (%(subject)s, %(channel)s, %(kind)s, %(server_id)s, %(event_id)s, %(alert_id)s, 'sent', 1,
+        %(as_of)s, %(as_of)s, %(as_of)s)
+ON CONFLICT (subject, channel) DO UPDATE SET
+    state = 'sent', attempts = n.attempts + 1, last_tried_at = EXCLUDED.last_tried_at,
+    sent_at = EXCLUDED.sent_at, last_error = NULL
+WHERE n.state = 'failed' AND n.attempts < %(max_attempts)s
+RETURNING n.id, n.attempts;
+
+-- name: mark_notification_failed
+UPDATE notification_log SET state = 'failed', sent_at = NULL, last_error = %(error)s WHERE id = %(id)s;
+
+-- name: list_notifications
+SELECT n.id, n.subject, n.channel, n.kind, s.name AS server_name, n.state, n.attempts, n.last_error,
+       n.first_tried_at, n.sent_at
+FROM notification_log n LEFT JOIN servers s ON s.id = n.server_id
+ORDER BY n.last_tried_at DESC, n.id DESC
+LIMIT %(limit)s;
+
+-- name: add_maintenance
+INSERT INTO maintenance_windows (server_id, starts_at, ends_at, reason, created_by)
+SELECT id, %(starts_at)s, %(ends_at)s, %(reason)s, %(created_by)s FROM servers WHERE name = %(name)s
+RETURNING id, starts_at, ends_at;
+
+-- name: list_maintenance
+-- Open and future windows, or all of them with %(all)s.
+SELECT m.id, s.name AS server_name, m.starts_at, m.ends_at, m.reason, m.created_by,
+       (%(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at) AS active
+FROM maintenance_windows m JOIN servers s ON s.id = m.server_id
+WHERE %(all)s OR m.ends_at > %(as_of)s
+ORDER BY m.starts_at, m.id;
+
+-- name: end_maintenance
+-- End a server's open windows now (future ones stay). Nothing returned: no such server.
+WITH target AS (
+    SELECT id FROM servers WHERE name = %(name)s
+), ended AS (
+    UPDATE maintenance_windows m
+    SET ends_at = GREATEST(%(as_of)s, m.starts_at + interval '1 microsecond')
+    FROM target t
+    WHERE m.server_id = t.id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at
+    RETURNING m.id
+)
+SELECT (SELECT count(*) FROM ended) AS ended FROM target;
