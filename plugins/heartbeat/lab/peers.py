@@ -14,10 +14,9 @@ import socket
 import struct
 import threading
 import time
-from types import TracebackType
-from typing import Self
 
 from heartbeat.lab.ports import require_loopback, socket_family
+from heartbeat.lab.service import LabService
 
 __all__ = [
     "BannerPeer",
@@ -49,7 +48,7 @@ def refused_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-class TcpPeer:
+class TcpPeer(LabService):
     """Base class: a loopback listener whose :meth:`handle` decides how to misbehave.
 
     The socket is bound at construction (so :attr:`port` is known at once) and starts
@@ -136,17 +135,6 @@ class TcpPeer:
         for conn in leftovers:  # handlers that did not exit in time
             _close(conn)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def handle(self, conn: socket.socket, deadline: float) -> None:
         """Serve one connection; ``deadline`` (time.monotonic) bounds how long it may be held."""

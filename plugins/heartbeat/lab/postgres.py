@@ -11,7 +11,6 @@ directories above ``data_dir`` are made traversable for that user.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -22,10 +21,8 @@ import signal
 import subprocess
 import tempfile
 import time
-import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -33,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from heartbeat.lab.ports import free_port, require_loopback
+from heartbeat.lab.service import LabService, tail
 
 __all__ = ["PostgresServer", "find_postgres_bindir"]
 
@@ -97,7 +95,7 @@ def _is_bindir(path: Path) -> bool:
     return all(os.access(path / name, os.X_OK) for name in ("postgres", "initdb"))
 
 
-class PostgresServer:
+class PostgresServer(LabService):
     """One PostgreSQL cluster in ``data_dir``, served on ``host:port`` while started.
 
     ``data_dir`` is created and ``initdb``-ed on first start; an existing cluster is
@@ -171,17 +169,6 @@ class PostgresServer:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Initialise the cluster if needed, start the postmaster and wait until it serves."""
@@ -220,7 +207,7 @@ class PostgresServer:
                 start_new_session=True,  # its own process group: stop() can sweep it
                 **_run_as(owner),
             )
-        _LIVE.add(self)
+        self._track()
         try:
             self._wait_until_ready()
         except BaseException:
@@ -231,7 +218,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Fast shutdown, then immediate, then SIGKILL of the whole process group; bounded."""
         proc, self._proc = self._proc, None
-        _LIVE.discard(self)
+        self._untrack()
         if proc is not None:
             _stop_postmaster(proc)
         if self._tmp_socket_dir is not None:
@@ -364,7 +351,7 @@ class PostgresServer:
                 code = None if self._proc is None else self._proc.returncode
                 raise RuntimeError(
                     f"PostgreSQL exited during startup (exit {code}) on {self._host}:{self._port}; "
-                    f"log tail from {self.log_path}:\n{_tail(self.log_path)}"
+                    f"log tail from {self.log_path}:\n{tail(self.log_path)}"
                 )
             try:
                 with psycopg.connect(self.dsn(), connect_timeout=2, autocommit=True) as conn:
@@ -375,7 +362,7 @@ class PostgresServer:
                 time.sleep(0.1)
         raise TimeoutError(
             f"PostgreSQL on {self._host}:{self._port} did not accept connections within "
-            f"{START_TIMEOUT_S:.0f}s (last error: {last_error}); log tail:\n{_tail(self.log_path)}"
+            f"{START_TIMEOUT_S:.0f}s (last error: {last_error}); log tail:\n{tail(self.log_path)}"
         )
 
     def __repr__(self) -> str:
@@ -521,20 +508,3 @@ def _stop_postmaster(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=1)
 
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return f"(no log: {error})"
-
-
-_LIVE: weakref.WeakSet[PostgresServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Do not leave a postmaster behind when a test run or the demo dies without cleanup."""
-    for server in list(_LIVE):
-        with contextlib.suppress(Exception):
-            server.stop()

@@ -8,7 +8,6 @@ public-key login is enabled. Fleet members listen on distinct loopback addresses
 
 from __future__ import annotations
 
-import atexit
 import base64
 import concurrent.futures
 import contextlib
@@ -20,13 +19,12 @@ import signal
 import socket
 import subprocess
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from heartbeat.lab.ports import free_port, port_is_free, require_loopback, socket_family
+from heartbeat.lab.service import LabService, tail
 
 __all__ = [
     "KeyPair",
@@ -132,7 +130,7 @@ def find_sshd() -> Path:
 # -- one server ------------------------------------------------------------------------
 
 
-class SshdServer:
+class SshdServer(LabService):
     """One sshd on ``listen_host:port`` accepting only the given public keys.
 
     The host key is generated in ``work_dir`` on first start and kept afterwards, so a
@@ -212,17 +210,6 @@ class SshdServer:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def __enter__(self) -> SshdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the config, check it with ``sshd -t``, start sshd and wait until it sends its banner."""
@@ -244,7 +231,7 @@ class SshdServer:
                 stderr=log_file,
                 start_new_session=True,
             )
-        _LIVE.add(self)
+        self._track()
         try:
             self._wait_until_ready()
         except BaseException:
@@ -259,7 +246,7 @@ class SshdServer:
         listener's process group and would outlive it: they are found through /proc.
         """
         proc, self._proc = self._proc, None
-        _LIVE.discard(self)
+        self._untrack()
         if proc is None:
             return
         _terminate_tree(proc)
@@ -350,7 +337,7 @@ class SshdServer:
                 code = None if self._proc is None else self._proc.returncode
                 raise RuntimeError(
                     f"sshd exited during startup (exit {code}) on {self._host}:{self._port} "
-                    f"(port taken? see {self.log_path}):\n{_tail(self.log_path)}"
+                    f"(port taken? see {self.log_path}):\n{tail(self.log_path)}"
                 )
             try:
                 if _reads_ssh_banner(self._host, self._port):
@@ -360,7 +347,7 @@ class SshdServer:
             time.sleep(0.05)
         raise TimeoutError(
             f"sshd on {self._host}:{self._port} did not answer within {START_TIMEOUT_S:.0f}s "
-            f"(last error: {last_error}); log tail:\n{_tail(self.log_path)}"
+            f"(last error: {last_error}); log tail:\n{tail(self.log_path)}"
         )
 
     def __repr__(self) -> str:
@@ -371,7 +358,7 @@ class SshdServer:
 # -- a fleet ---------------------------------------------------------------------------
 
 
-class SshdFleet:
+class SshdFleet(LabService):
     """``count`` sshd servers, server ``i`` on 127.0.0.{2+i}, sharing one port when possible.
 
     A common port makes the fleet look like real hosts (all on "port 2222", say) while
@@ -427,17 +414,6 @@ class SshdFleet:
     def __getitem__(self, index: int) -> SshdServer:
         return self._servers[index]
 
-    def __enter__(self) -> SshdFleet:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start every server in parallel; on any failure, stop them all and raise."""
@@ -584,20 +560,3 @@ def _terminate_tree(proc: subprocess.Popen[bytes]) -> None:
     if remaining:
         log.error("sshd processes %s survived SIGKILL", sorted(remaining))
 
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return f"(no log: {error})"
-
-
-_LIVE: weakref.WeakSet[SshdServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Do not leave sshd processes behind when a test run or the demo dies without cleanup."""
-    for server in list(_LIVE):
-        with contextlib.suppress(Exception):
-            server.stop()
