@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	[ -x $(BIN)/uv ] || { $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; \
 	  $(BIN)/python -m pip install -q --disable-pip-version-check uv; }
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
@@ -43,10 +43,10 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "unit or dag_validation" $(PYTEST_ARGS)
 
 demo: system-deps venv
-	$(BIN)/python -m heartbeat.demo
+	$(BIN)/python -m heartbeat.demo $(DEMO_ARGS)
 
 up: system-deps venv
-	$(BIN)/python -m heartbeat.demo --no-fleet
+	$(BIN)/python -m heartbeat.demo --no-fleet $(DEMO_ARGS)
 
 clean:
 	rm -rf .state

@@ -1,0 +1,425 @@
+"""The real Airflow components as child processes: ``airflow api-server``, ``scheduler``,
+``dag-processor`` and ``triggerer``, for the demo and the end-to-end tests.
+
+Each component runs in its own process group with its output in ``<log_dir>/<name>.log``.
+:meth:`AirflowProcesses.stop` ends whole process trees, not just groups: Airflow's task
+runners and DAG-file parsers call ``setpgid`` and would otherwise outlive their parents.
+
+Loopback only: the api-server binds 127.0.0.1, and the log servers that the scheduler and
+triggerer start by default (which bind every interface) are skipped; finished task logs are
+read from the shared log folder. The environment comes from
+:func:`heartbeat.lab.airflow_env.airflow_environment` with ``api_port`` set.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import psycopg
+
+from heartbeat.lab.airflow_env import airflow_bin
+from heartbeat.lab.ports import free_port, port_is_free
+
+__all__ = [
+    "COMPONENTS",
+    "AirflowProcesses",
+    "AirflowStartError",
+    "loopback_environment",
+    "loopback_hostname",
+    "metadata_dsn",
+    "unpause_dag",
+    "wait_for_dag",
+]
+
+log = logging.getLogger(__name__)
+
+COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_PATH = "/api/v2/monitor/health"
+HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 20.0
+GRACE_S = {"api-server": 5.0, "dag-processor": 5.0, "triggerer": 5.0}
+"""How long a stateless component may take to stop before its tree is killed. The dag-processor
+of 3.3.2 was seen to let a SIGTERM pass while busy, and the triggerer to wait 20 s for its trigger
+runner under load; the scheduler gets the whole ``timeout_s``, as it waits for its running tasks."""
+KILL_TIMEOUT_S = 5.0
+CLI_TIMEOUT_S = 120.0
+POLL_S = 0.5
+
+
+class AirflowStartError(RuntimeError):
+    """A component could not start or did not become healthy; the message holds its log tail."""
+
+
+def loopback_hostname() -> str:
+    """``[core] hostname_callable`` for the lab: every component is on this machine, so the
+    api-server looks for running tasks' logs on loopback instead of the host's public name."""
+    return "127.0.0.1"
+
+
+def loopback_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus what keeps Airflow on loopback: the hostname callable, and free loopback
+    ports for the worker and trigger log servers (in case they are started after all)."""
+    if "AIRFLOW__API__PORT" not in env:
+        raise ValueError("the Airflow environment has no api-server port: pass api_port to airflow_environment()")
+    return {
+        **env,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.loopback_hostname",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+        or str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT")
+        or str(free_port()),
+    }
+
+
+@dataclass
+class _Component:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class AirflowProcesses:
+    """Start, watch and stop the Airflow components; a context manager.
+
+    :param env: the full environment of the components (see :func:`loopback_environment`).
+    :param log_dir: where ``<component>.log`` files are appended.
+    :param components: which ``airflow`` subcommands to run (default: all four).
+    :param serve_logs: let the scheduler and triggerer start their log servers (they bind
+        0.0.0.0); off by default.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        components: Sequence[str] = COMPONENTS,
+        *,
+        serve_logs: bool = False,
+    ) -> None:
+        self._env = loopback_environment(env)
+        self._log_dir = Path(log_dir)
+        self._names = tuple(components)
+        self._serve_logs = serve_logs
+        self._components: list[_Component] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    @property
+    def api_port(self) -> int:
+        return int(self._env["AIRFLOW__API__PORT"])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def log_path(self, component: str) -> Path:
+        return self._log_dir / f"{component}.log"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start every component and wait (bounded) until the api-server reports them healthy."""
+        if self._components:
+            return
+        if "api-server" in self._names and not port_is_free("127.0.0.1", self.api_port):
+            raise AirflowStartError(
+                f"port {self.api_port} on 127.0.0.1 is already in use (another Airflow or demo?); "
+                "stop that process or choose another port"
+            )
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        _LIVE.add(self)
+        try:
+            for name in self._names:
+                self._components.append(self._spawn(name))
+            if "api-server" in self._names:
+                self.wait_until_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the components, then SIGKILL whatever is left of their process trees, task
+        runners and parsers included. Bounded: about ``timeout_s`` plus ten seconds.
+
+        The api-server goes last: running tasks report their final state through it.
+        """
+        components, self._components = self._components, []
+        _LIVE.discard(self)
+        if not components:
+            return
+        everything = _ProcessTree({c.proc.pid for c in components})
+        everything.refresh()
+        api = [c for c in components if c.name == "api-server"]
+        late = _stop_together([c for c in components if c not in api], timeout_s)
+        late += _stop_together(api, timeout_s)
+        if late:
+            log.warning("airflow %s did not stop within its grace time and was killed", ", ".join(late))
+        everything.kill(KILL_TIMEOUT_S)
+        for component in components:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                component.proc.wait(timeout=1)
+
+    def pids(self) -> set[int]:
+        """Every live process of the components' trees (for measurements and leak checks)."""
+        tree = _ProcessTree({c.proc.pid for c in self._components})
+        return tree.refresh()
+
+    # -- health -------------------------------------------------------------------------
+
+    def check_running(self) -> None:
+        """Raise with the log tail of the first component that has exited."""
+        for component in self._components:
+            code = component.proc.poll()
+            if code is not None:
+                raise AirflowStartError(
+                    f"airflow {component.name} exited with code {code}; log tail from "
+                    f"{component.log_path}:\n{_tail(component.log_path)}"
+                )
+
+    def health(self) -> dict[str, Any] | None:
+        """The api-server's health document, or None while it does not answer."""
+        try:
+            with urllib.request.urlopen(self.api_url + HEALTH_PATH, timeout=5) as response:  # noqa: S310
+                return dict(json.load(response))
+        except (OSError, ValueError):
+            return None
+
+    def wait_until_healthy(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+        """Wait until the api-server answers and reports every started component healthy."""
+        wanted = [HEALTH_KEYS[n] for n in self._names if n in HEALTH_KEYS]
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            self.check_running()
+            last = self.health()
+            if last is not None and all(_status(last, key) == "healthy" for key in wanted):
+                return last
+            time.sleep(POLL_S)
+        raise AirflowStartError(
+            f"Airflow was not healthy within {timeout_s:.0f} s (last answer from {self.api_url}{HEALTH_PATH}: "
+            f"{last}); see the logs in {self._log_dir}:\n{_tail(self.log_path('api-server'))}"
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _command(self, name: str) -> list[str]:
+        command = [airflow_bin(), name]
+        if name == "api-server":
+            command += ["--host", "127.0.0.1", "--port", str(self.api_port)]
+        if name in ("scheduler", "triggerer") and not self._serve_logs:
+            command.append("--skip-serve-logs")
+        return command
+
+    def _spawn(self, name: str) -> _Component:
+        path = self.log_path(name)
+        command = self._command(name)
+        with open(path, "ab") as log_file:
+            log_file.write(f"--- lab: starting {' '.join(command)} at {time.strftime('%F %T')}\n".encode())
+            log_file.flush()
+            proc = subprocess.Popen(
+                command,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self._env.get("AIRFLOW_HOME"),
+                start_new_session=True,
+            )
+        log.info("started airflow %s (pid %s), log %s", name, proc.pid, path)
+        return _Component(name, proc, path)
+
+
+# -- helpers for callers ---------------------------------------------------------------------
+
+
+def metadata_dsn(env: Mapping[str, str]) -> str:
+    """The libpq DSN of the metadata database named by ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``."""
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgresql"):
+        raise ValueError(f"the lab reads the metadata database with psycopg; {parts.scheme} is not PostgreSQL")
+    return parts._replace(scheme="postgresql").geturl()
+
+
+def wait_for_dag(env: Mapping[str, str], dag_id: str, timeout_s: float = 120.0,
+                 procs: AirflowProcesses | None = None) -> bool:
+    """Wait (bounded) until the dag-processor has serialised ``dag_id``; returns whether it is paused.
+
+    An import error of ``<dag_id>.py`` is reported at once instead of waiting for the timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    dsn = metadata_dsn(env)
+    errors: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        if procs is not None:
+            procs.check_running()
+        with contextlib.suppress(psycopg.OperationalError), psycopg.connect(dsn, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT d.is_paused FROM dag d JOIN serialized_dag s ON s.dag_id = d.dag_id "
+                "WHERE d.dag_id = %s AND NOT d.is_stale LIMIT 1", (dag_id,)
+            ).fetchone()
+            if row is not None:
+                return bool(row[0])
+            errors = [(str(f), str(t)) for f, t in conn.execute("SELECT filename, stacktrace FROM import_error")]
+            if any(Path(name).name == f"{dag_id}.py" for name, _ in errors):
+                raise AirflowStartError(f"{dag_id} cannot run, its DAG file does not import:\n{_describe(errors)}")
+        time.sleep(1.0)
+    raise AirflowStartError(
+        f"DAG {dag_id} was not parsed within {timeout_s:.0f} s; is the dag-processor running and "
+        f"is the DAG in {env.get('AIRFLOW__CORE__DAGS_FOLDER')}? See dag-processor.log. {_describe(errors)}"
+    )
+
+
+def _describe(import_errors: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f"import error in {name}:\n{trace}" for name, trace in import_errors)
+
+
+def unpause_dag(env: Mapping[str, str], dag_id: str, timeout_s: float = CLI_TIMEOUT_S) -> None:
+    """``airflow dags unpause DAG_ID``; the DAG must have been parsed (see :func:`wait_for_dag`)."""
+    try:
+        proc = subprocess.run([airflow_bin(), "dags", "unpause", dag_id], env=dict(env), capture_output=True,
+                              text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise AirflowStartError(f"`airflow dags unpause {dag_id}` took over {timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        raise AirflowStartError(f"`airflow dags unpause {dag_id}` failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+# -- process trees ---------------------------------------------------------------------------
+
+
+def _stop_together(components: Sequence[_Component], timeout_s: float) -> list[str]:
+    """SIGTERM each component's process group, then kill the tree of each one still running
+    after its grace time; returns the names of the killed ones."""
+    trees = {c.name: _ProcessTree({c.proc.pid}) for c in components}
+    for component in components:
+        trees[component.name].refresh()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(component.proc.pid, signal.SIGTERM)
+    started = time.monotonic()
+    running = list(components)
+    late: list[str] = []
+    while running:
+        waited = time.monotonic() - started
+        for component in list(running):
+            component.proc.poll()
+            if not trees[component.name].refresh():
+                running.remove(component)
+            elif waited >= min(timeout_s, GRACE_S.get(component.name, timeout_s)):
+                trees[component.name].kill(KILL_TIMEOUT_S)
+                running.remove(component)
+                late.append(component.name)
+        time.sleep(0.1)
+    return late
+
+
+def _status(health: Mapping[str, Any], key: str) -> str | None:
+    value = health.get(key)
+    return value.get("status") if isinstance(value, Mapping) else None
+
+
+def _proc_table() -> dict[int, tuple[int, int, str, int]]:
+    """pid -> (ppid, pgid, state, start time in clock ticks) for every process in /proc."""
+    table: dict[int, tuple[int, int, str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
+    return table
+
+
+class _ProcessTree:
+    """The processes descending from ``roots`` or in their process groups, remembered once seen
+    (by pid and start time), so that children reparented to PID 1 are still found."""
+
+    def __init__(self, roots: set[int]) -> None:
+        self._roots = set(roots)
+        self._seen: dict[int, int] = {}
+        self._table: dict[int, tuple[int, int, str, int]] = {}
+
+    def refresh(self) -> set[int]:
+        table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        stack = [pid for pid in self._roots | set(self._seen) if pid in table]
+        stack += [pid for pid, (_, pgid, _, _) in table.items() if pgid in self._roots]
+        found: set[int] = set()
+        while stack:
+            pid = stack.pop()
+            if pid in found or pid not in table:
+                continue
+            if pid in self._seen and self._seen[pid] != table[pid][3]:
+                continue  # the pid was reused by an unrelated process
+            found.add(pid)
+            stack.extend(children.get(pid, []))
+        for pid in found:
+            self._seen.setdefault(pid, table[pid][3])
+        self._table = table
+        return {pid for pid in found if table[pid][2] != "Z"}
+
+    def kill(self, timeout_s: float) -> None:
+        """SIGKILL leaves first, so that parents are still there to reap their children."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            alive = self.refresh()
+            if not alive:
+                return
+            parents = {self._table[pid][0] for pid in alive}
+            for pid in (alive - parents) or alive:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        remaining = self.refresh()
+        if remaining:
+            log.error("Airflow processes %s survived SIGKILL", sorted(remaining))
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(no log: {error})"
+
+
+_LIVE: weakref.WeakSet[AirflowProcesses] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Do not leave Airflow behind when a test run or the demo dies without cleanup."""
+    for procs in list(_LIVE):
+        with contextlib.suppress(Exception):
+            procs.stop()

@@ -1,0 +1,155 @@
+"""``python -m heartbeat.demo`` for real, as ``make demo`` runs it: every status with its reason
+within two minutes, then Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import dump, query
+
+from heartbeat.lab import free_port
+
+pytestmark = [pytest.mark.end2end, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[2]
+STATUSES_WITHIN_S = 120
+STOP_WITHIN_S = 60
+EXIT_AFTER_S = 230  # the demo ends by itself even if this test dies
+SUMMARY = re.compile(r"15 servers: 10 ONLINE, 1 WARNING, 4 OFFLINE")
+
+EXPECTED = {  # server -> (status, error class of the last attempt)
+    **{f"web-{i:02d}": ("ONLINE", None) for i in range(1, 11)},
+    "db-01": ("WARNING", None),
+    "legacy-01": ("OFFLINE", "host_key_changed"),
+    "batch-01": ("OFFLINE", "auth"),
+    "mail-01": ("OFFLINE", "timeout"),
+    "backup-01": ("OFFLINE", "refused"),
+}
+
+
+class Output:
+    """The demo's merged stdout and stderr, read by a thread so the pipe never fills."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout_s: float, proc: subprocess.Popen[str]) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(pattern.search(line) for line in list(self.lines)):
+                return time.monotonic()
+            assert proc.poll() is None, f"the demo exited with {proc.returncode}:\n{self.text()[-5000:]}"
+            time.sleep(0.5)
+        raise AssertionError(f"no {pattern.pattern!r} within {timeout_s} s:\n{self.text()[-5000:]}")
+
+
+def mentions(pid: int, needle: str) -> bool:
+    """Whether a live process's command line, environment or working directory names ``needle``."""
+    base = Path(f"/proc/{pid}")
+    try:
+        if (base / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        blobs = [(base / "cmdline").read_bytes(), (base / "environ").read_bytes(), os.readlink(base / "cwd").encode()]
+    except OSError:
+        return False
+    return any(needle.encode() in blob for blob in blobs)
+
+
+def processes_of(state_dir: Path) -> set[int]:
+    """Every process that belongs to the demo running on ``state_dir`` (sshd, postgres, airflow)."""
+    own = os.getpid()
+    return {int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and int(p.name) != own and mentions(int(p.name), str(state_dir))}
+
+
+def descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if entry.name.isdigit():
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = set(), [root]
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack.extend(children.get(pid, []))
+    return found - {root}
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of a live process (ticks since boot): a pid plus it names one process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HEARTBEAT_"))}
+    command = [sys.executable, "-m", "heartbeat.demo", "--state-dir", str(state), "--port", str(free_port()),
+               "--exit-after", str(EXIT_AFTER_S)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        yield proc, Output(proc), state
+    finally:
+        if proc.poll() is None:  # the test failed before its own Ctrl-C
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STOP_WITHIN_S)
+        for pid in processes_of(state) | ({proc.pid} if proc.poll() is None else set()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_should_show_every_status_within_two_minutes_and_leave_nothing_behind_on_ctrl_c(demo):
+    proc, output, state = demo
+    started = time.monotonic()
+
+    seen = output.wait_for(SUMMARY, STATUSES_WITHIN_S, proc)
+    print(f"demo: first full summary {seen - started:.0f} s after launch")
+    dsn = f"postgresql://postgres@127.0.0.1:{json.loads((state / 'demo.json').read_text())['postgres_port']}/heartbeat"
+    rows = query(dsn, "SELECT s.name, st.status, st.reason, h.last_error_class FROM servers s "
+                      "JOIN server_status st ON st.server_id = s.id JOIN heartbeats h ON h.server_id = s.id")
+    assert {r["name"]: (r["status"], r["last_error_class"]) for r in rows} == EXPECTED, dump(rows)
+    reasons = {r["name"]: r["reason"] for r in rows}
+    assert reasons["db-01"].endswith("; 1 active alert")
+    assert reasons["backup-01"] == "no heartbeat yet; last attempt: connection refused"
+
+    started_processes = {pid: start_time(pid) for pid in descendants(proc.pid) | processes_of(state)}
+    assert len(started_processes) > 20, "expected sshd, postgres and airflow processes"
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=STOP_WITHIN_S)
+    time.sleep(1.0)  # let the output thread drain
+
+    assert code == 0, output.text()[-5000:]
+    assert "Ctrl-C: stopping" in output.text() and "stopped in" in output.text()
+    survivors = sorted(pid for pid, since in started_processes.items() if since and start_time(pid) == since)
+    survivors += sorted(processes_of(state))
+    assert not survivors, f"still running after Ctrl-C: {survivors}"
