@@ -187,6 +187,23 @@ class AirflowProcesses:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 component.proc.wait(timeout=1)
 
+    def stop_component(self, name: str, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop one component and its process tree (e.g. the scheduler, to play an outage)."""
+        stopping = [c for c in self._components if c.name == name]
+        if not stopping:
+            raise ValueError(f"airflow {name} is not running here")
+        self._components = [c for c in self._components if c.name != name]
+        tree = _ProcessTree({c.proc.pid for c in stopping})
+        tree.refresh()
+        _stop_together(stopping, timeout_s)
+        tree.kill(KILL_TIMEOUT_S)
+
+    def start_component(self, name: str) -> None:
+        """Start one component again after :meth:`stop_component`."""
+        if any(c.name == name for c in self._components):
+            raise ValueError(f"airflow {name} is already running")
+        self._components.append(self._spawn(name))
+
     def pids(self) -> set[int]:
         """Every live process of the components' trees (for measurements and leak checks)."""
         tree = _ProcessTree({c.proc.pid for c in self._components})
