@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,9 +22,15 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer(tmp_path_factory.mktemp("pg") / "data") as server:
-        yield server
+def postgres() -> Iterator[PostgresServer]:
+    """Kept outside pytest's own temporary folder: another pytest session resets that folder's
+    mode to 0700, which would lock the server (running as user postgres) out of its data."""
+    root = Path(tempfile.mkdtemp(prefix="heartbeat-test-pg-"))
+    try:
+        with PostgresServer(root / "data") as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
