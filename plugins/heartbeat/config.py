@@ -33,8 +33,12 @@ class Settings:
     :param connect_timeout_s: budget for name resolution and the TCP connect (seconds).
     :param probe_timeout_s: budget for the whole login, connect included (seconds).
     :param concurrency: logins in flight at once inside one probe task.
-    :param shard_size: servers per mapped probe task; 1 gives one task per server.
-    :param max_shards: upper bound on mapped probe tasks; shards grow to stay under it.
+    :param shard_size: servers per mapped probe task; 1 gives one task per server. A task costs
+        Airflow about 0.4 s of CPU and runs its logins on one core, so few large shards are
+        cheapest (docs/benchmarks.md): 1,000 servers cost about 2 s of login CPU.
+    :param max_shards: upper bound on mapped probe tasks; shards grow to stay under it. At most
+        ``max_active_tasks`` (16 by default) run at once; more shards would only queue, and every
+        running shard adds ``concurrency`` logins in flight.
     :param host_key_policy: ``tofu`` or ``strict``.
     :param known_hosts_file: an OpenSSH known_hosts file consulted before the inventory's pinned key.
     :param history_retention_days: probe history older than this is deleted by the pipeline.
@@ -54,8 +58,8 @@ class Settings:
     connect_timeout_s: float = 5.0
     probe_timeout_s: float = 10.0
     concurrency: int = 32
-    shard_size: int = 50
-    max_shards: int = 256
+    shard_size: int = 1000
+    max_shards: int = 16
     host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
     known_hosts_file: str | None = None
     history_retention_days: float = 7.0

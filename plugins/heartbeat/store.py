@@ -33,6 +33,13 @@ BATCH_COLUMNS = (
     "ssh_handshake_ms", "auth_ms", "total_ms", "banner", "host_key", "host_key_fingerprint",
     "pinned_fingerprint",
 )
+# PostgreSQL types of the probe_batch columns, in BATCH_COLUMNS order, for binary COPY (about five
+# times cheaper per row than text COPY, which matters at 100,000 results a cycle).
+BATCH_TYPES = (
+    "int8", "text", "timestamptz", "bool", "text", "text", "float4",
+    "float4", "float4", "float4", "text", "text", "text",
+    "text",
+)
 
 
 class SchemaError(RuntimeError):
@@ -141,12 +148,16 @@ def record_results(
     if not results:
         return
     with conn.transaction():
+        conn.execute(sql.query("jit_off"))
         conn.execute(sql.query("create_probe_batch"))
         with conn.cursor() as cur, cur.copy(sql.query("copy_probe_batch")) as copy:
-            for result in results:
-                data = asdict(result)
-                data["cycle_id"] = cycle_id
-                copy.write_row(tuple(data[c] for c in BATCH_COLUMNS))
+            copy.set_types(BATCH_TYPES)
+            for r in results:
+                copy.write_row((
+                    r.server_id, cycle_id, r.attempted_at, r.ok, r.error_class, r.message, r.tcp_connect_ms,
+                    r.ssh_handshake_ms, r.auth_ms, r.total_ms, r.banner, r.host_key, r.host_key_fingerprint,
+                    r.pinned_fingerprint,
+                ))
         for name in ("upsert_probe_history", "upsert_heartbeats", "pin_first_host_keys",
                      "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
@@ -178,6 +189,7 @@ def materialise_status(
               "failure_threshold": rules.failure_threshold, "recovery_threshold": rules.recovery_threshold,
               "stale_after_s": rules.stale_after_s if rules.stale_after_s is not None else 60.0}
     with conn.transaction():
+        conn.execute(sql.query("jit_off"))
         conn.execute(sql.query("lock_status"))
         conn.execute(sql.query("set_status_settings"), params)
         row = conn.execute(sql.query("materialise_status"), params).fetchone()

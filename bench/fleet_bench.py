@@ -1,0 +1,773 @@
+"""The fleet benchmark (``make bench``): the monitor at 100, 1,000 and 3,000 servers through the real
+scheduler, against the probe engine alone and against the seed's one-``SSHHook``-after-another way,
+all in one run on this machine. See docs/benchmarks.md for what it measures and the figures.
+
+It sets everything up itself and stops everything it started, on Ctrl-C and SIGTERM too:
+
+- an OpenSSH fleet: ``--sshd`` sshd on 127.0.0.2.. (each serving many inventory rows: the same
+  host and port under different server names) and silent peers after them;
+- PostgreSQL (the Airflow metadata database and the heartbeat database);
+- Airflow 3: api-server, dag-processor and scheduler (LocalExecutor), running the project's DAG
+  on its own 30-s schedule; no triggerer (the DAG has no deferrable task).
+
+Measured, in this order: the seed's way (``SSHHook``, sequential), the raw engine
+(``heartbeat.probe.probe_servers`` in a process of its own), then cycles of the real DAG with 100,
+1,000 and 3,000 enabled servers, and a cycle with 10 % silent hosts. Per cycle: wall time and task
+timings from ``dag_run``/``task_instance``, the heartbeat database's ``cycles`` row, and the CPU of
+every process in the Airflow tree (api-server, dag-processor, scheduler, executor workers, task
+processes, from /proc: utime+stime+cutime+cstime); sshd and PostgreSQL are measured apart and not
+counted as the monitor's. Medians over the cycles; the load average and the CPU used by processes
+that are not the benchmark's ("others", other engineers' work on a shared machine) go with every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import itertools
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from bench.lab_fleet import BenchFleet
+from bench.proctree import CpuSampler, process_children
+from heartbeat import store
+from heartbeat.config import Settings, settings_from_env
+from heartbeat.lab import PostgresServer, free_port, generate_keypair
+from heartbeat.lab.airflow_env import (
+    REPO_ROOT,
+    airflow_environment,
+    migrate_metadata,
+    postgres_connection_json,
+    ssh_connection_json,
+)
+from heartbeat.lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
+
+DAG_ID = "ssh_heartbeat"
+CPUS = os.cpu_count() or 1
+POLL_S = 0.5
+NO_CYCLE_TIMEOUT_S = 150.0
+SCHEDULER_HEALTH_TIMEOUT_S = 120.0
+CHILD_TIMEOUT_S = 300.0
+SILENT_MARGIN_S = 5.0
+
+log = logging.getLogger("bench")
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on; the message says why and where to look."""
+
+
+class Stop(Exception):  # a signal, not an error
+    pass
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    sizes: tuple[int, ...]
+    cycles: int
+    sshd: int
+    silent_fraction: float
+    silent_n: int
+    silent_cycles: int
+    baseline_n: int
+    raw_reps: int
+    parallelism: int
+    shard_sizes: tuple[int, ...]
+    heartbeat_env: dict[str, str]
+    sshd_reexec: bool
+    fleet_nice: int
+    work_dir: Path | None
+    keep: bool
+    json_path: Path | None
+    max_minutes: float
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,3000", help="fleet sizes N (default 100,1000,3000)")
+    parser.add_argument("--cycles", type=int, default=3, help="measured cycles per size (default 3)")
+    parser.add_argument("--sshd", type=int, default=30, help="sshd processes serving the inventory (default 30)")
+    parser.add_argument("--silent-fraction", type=float, default=0.10, help="share of silent hosts (default 0.1)")
+    parser.add_argument("--silent-n", type=int, default=1000, help="fleet size of the silent-host cycles (0: skip)")
+    parser.add_argument("--silent-cycles", type=int, default=2)
+    parser.add_argument("--baseline-n", type=int, default=100, help="SSHHook logins of the baseline (0: skip)")
+    parser.add_argument("--raw-reps", type=int, default=3, help="raw engine runs per size (default 3)")
+    parser.add_argument("--parallelism", type=int, default=16, help="AIRFLOW__CORE__PARALLELISM (default 16)")
+    parser.add_argument("--shard-sizes", default="",
+                        help="sweep HEARTBEAT_SHARD_SIZE (e.g. 50,250,750): restarts the scheduler per value "
+                             "and measures the largest size only")
+    parser.add_argument("--set", action="append", default=[], metavar="HEARTBEAT_X=V",
+                        help="a HEARTBEAT_* setting for the tasks (default: the project's defaults)")
+    parser.add_argument("--fleet-nice", type=int, default=19,
+                        help="nice value of the sshd fleet (default 19: the fleet gets what the monitor leaves)")
+    parser.add_argument("--sshd-reexec", action="store_true",
+                        help="stock sshd (re-executes itself per connection: more lab CPU per login)")
+    parser.add_argument("--work-dir", type=Path, help="where everything lives (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
+    parser.add_argument("--json", type=Path, dest="json_path", help="also write every figure to this file")
+    parser.add_argument("--max-minutes", type=float, default=14.0, help="stop measuring after this (default 14)")
+    args = parser.parse_args(argv)
+    heartbeat_env = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("HEARTBEAT_"):
+            parser.error(f"--set {item!r}: expected HEARTBEAT_NAME=VALUE")
+        heartbeat_env[key] = value
+    settings_from_env(heartbeat_env)  # fails early on a bad value
+    sizes = tuple(sorted(int(s) for s in args.sizes.split(",") if s.strip()))
+    if not sizes or min(sizes) < 1:
+        parser.error("--sizes needs positive numbers")
+    return Options(
+        sizes=sizes, cycles=args.cycles, sshd=args.sshd, silent_fraction=args.silent_fraction,
+        silent_n=args.silent_n, silent_cycles=args.silent_cycles, baseline_n=args.baseline_n,
+        raw_reps=args.raw_reps, parallelism=args.parallelism,
+        shard_sizes=tuple(int(s) for s in args.shard_sizes.split(",") if s.strip()),
+        heartbeat_env=heartbeat_env, sshd_reexec=args.sshd_reexec, fleet_nice=args.fleet_nice,
+        work_dir=args.work_dir, keep=args.keep, json_path=args.json_path, max_minutes=args.max_minutes,
+    )
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    label: str
+    healthy: int
+    silent: int
+    cycles: int
+    record: bool = True
+    shard_size: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.healthy + self.silent
+
+
+@dataclass
+class Cycle:
+    label: str
+    run_id: str
+    state: str
+    servers: int
+    ok: int
+    failed: int
+    wall_s: float
+    shards: int
+    first_task_s: float  # run start -> first task running
+    probe_span_s: float  # first probe task start -> last probe task end
+    after_probe_s: float  # last probe task end -> run end (status, notifications, scheduling)
+    airflow_cpu_s: float
+    sshd_cpu_s: float
+    postgres_cpu_s: float
+    others_cpu_s: float
+    load1: float
+    start: float
+    end: float
+    shard_size: int | None = None
+    parts: dict[str, float] = field(default_factory=dict)  # Airflow CPU s by component
+
+    @property
+    def logins_per_s(self) -> float:
+        return self.servers / self.wall_s
+
+    @property
+    def cpu_ms_per_server(self) -> float:
+        return self.airflow_cpu_s / self.servers * 1000.0
+
+
+@dataclass
+class Row:
+    """One line of the table: medians over repetitions."""
+
+    scenario: str
+    n: int
+    reps: int
+    wall_s: float
+    logins_per_s: float
+    cpu_ms_per_server: float
+    overhead_wall_s: float | None = None
+    overhead_cpu_s: float | None = None
+    vs_raw: float | None = None
+    vs_baseline: float | None = None
+    sshd_ms_per_login: float | None = None
+    others_pct: float | None = None
+    load1: float | None = None
+    ok: int | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the lab ---------------------------------------------------------------------------------
+
+
+def install_signal_handlers() -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def inventory_rows(fleet: BenchFleet, healthy: int, silent: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Inventory rows: ``srv-NNNNN`` spread round-robin over the sshd (host key pinned, as in steady
+    state) and ``silent-NNNN`` spread over the silent peers."""
+    good = []
+    for i in range(healthy):
+        server = fleet.servers[i % len(fleet.servers)]
+        good.append({"name": f"srv-{i:05d}", "host": server.host, "port": server.port,
+                     "host_key": server.host_key_public_line})
+    quiet = []
+    for j in range(silent):
+        peer = fleet.silent[j % len(fleet.silent)]
+        quiet.append({"name": f"silent-{j:04d}", "host": peer.host, "port": peer.port, "host_key": None})
+    return good, quiet
+
+
+def load_inventory(dsn: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    with store.connect(dsn) as conn, conn.transaction():
+        with conn.cursor() as cur, cur.copy(
+            "COPY servers (name, host, port, enabled, host_key, host_key_pinned_at) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row((r["name"], r["host"], r["port"], False, r["host_key"],
+                                datetime.now().astimezone() if r["host_key"] else None))
+        return {r["name"]: r["id"] for r in conn.execute("SELECT id, name FROM servers").fetchall()}
+
+
+def enable(dsn: str, phase: Phase) -> None:
+    """Enable the first ``phase.healthy`` healthy rows and the first ``phase.silent`` silent ones."""
+    with store.connect(dsn) as conn, conn.transaction():
+        conn.execute(
+            "UPDATE servers SET enabled = CASE WHEN name LIKE 'srv-%%' THEN substr(name, 5)::int < %(h)s "
+            "ELSE substr(name, 8)::int < %(s)s END",
+            {"h": phase.healthy, "s": phase.silent},
+        )
+
+
+def run_child(kind: str, spec: dict[str, Any], work: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    spec_path = work / f"{kind}-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "bench.workers", kind, str(spec_path)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"the {kind} worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# -- Airflow ---------------------------------------------------------------------------------
+
+
+class Airflow:
+    """api-server + dag-processor (started once) and the scheduler (restartable with other settings)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.core = AirflowProcesses(env, log_dir, components=("api-server", "dag-processor"))
+        self.scheduler: AirflowProcesses | None = None
+        self.meta_dsn = metadata_dsn(env)
+
+    def start(self, task_env: dict[str, str]) -> None:
+        self.core.start()
+        self.start_scheduler(task_env)
+        if wait_for_dag(self.core.env, DAG_ID, procs=self.core):
+            unpause_dag(self.core.env, DAG_ID)
+
+    def start_scheduler(self, task_env: dict[str, str]) -> None:
+        env = {**self.core.env, **task_env}
+        self.scheduler = AirflowProcesses(env, self.log_dir, components=("scheduler",))
+        self.scheduler.start()
+        deadline = time.monotonic() + SCHEDULER_HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.check_running()
+            health = self.core.health() or {}
+            if (health.get("scheduler") or {}).get("status") == "healthy":
+                return
+            time.sleep(POLL_S)
+        raise BenchError(f"the scheduler was not healthy within {SCHEDULER_HEALTH_TIMEOUT_S:.0f} s; "
+                         f"see {self.log_dir / 'scheduler.log'}")
+
+    def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+
+    def stop(self) -> None:
+        self.stop_scheduler()
+        self.core.stop()
+
+    def check_running(self) -> None:
+        self.core.check_running()
+        if self.scheduler is not None:
+            self.scheduler.check_running()
+
+    def root_pids(self) -> set[int]:
+        """The component processes (children of this process), whose trees the CPU sampler follows."""
+        return process_children(os.getpid()) & (self.core.pids() | (self.scheduler.pids() if self.scheduler else set()))
+
+    def roots_of(self, component: str) -> set[int]:
+        """Root pids of one component: ``api``, ``dag-processor``, ``scheduler`` (its whole tree), or
+        ``executor`` (the LocalExecutor workers under the scheduler, with their task processes)."""
+        roots = self.root_pids()
+        if component == "executor":
+            under = set().union(*(process_children(pid) for pid in roots if "scheduler" in cmdline(pid)))
+            return {pid for pid in under if "LocalExecutor" in cmdline(pid)}
+        return {pid for pid in roots if component in cmdline(pid).replace("_", "-")}
+
+    def set_paused(self, paused: bool) -> None:
+        verb = "pause" if paused else "unpause"
+        if not paused:
+            unpause_dag(self.core.env, DAG_ID)
+            return
+        subprocess.run([str(Path(sys.executable).with_name("airflow")), "dags", verb, DAG_ID], env=self.core.env,
+                       capture_output=True, timeout=120, check=True)
+
+    def finished_runs(self) -> list[dict[str, Any]]:
+        with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
+            return conn.execute(
+                "SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = %s "
+                "AND end_date IS NOT NULL AND start_date IS NOT NULL ORDER BY start_date", (DAG_ID,)
+            ).fetchall()
+
+    def active_runs(self) -> int:
+        with psycopg.connect(self.meta_dsn, connect_timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM dag_run WHERE dag_id = %s AND state = 'running'",
+                               (DAG_ID,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
+            return conn.execute(
+                "SELECT task_id, map_index, state, start_date, end_date FROM task_instance "
+                "WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
+            ).fetchall()
+
+
+# -- measuring cycles ------------------------------------------------------------------------
+
+AIRFLOW_PARTS = ("api", "dag-processor", "scheduler")  # disjoint trees; "executor" is inside "scheduler"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def airflow_used(sampler: CpuSampler, start: float, end: float) -> dict[str, float]:
+    used = {part: sampler.used(part, start, end) or 0.0 for part in (*AIRFLOW_PARTS, "executor")}
+    used["airflow"] = sum(used[p] for p in AIRFLOW_PARTS)
+    return used
+
+
+def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[str, Any], label: str,
+                  shard_size: int | None) -> Cycle | None:
+    start, end = run["start_date"].timestamp(), run["end_date"].timestamp()
+    sampler.wait_past(end)
+    with store.connect(hb_dsn) as conn:
+        row = conn.execute("SELECT servers, ok, failed FROM cycles WHERE cycle_id = %s", (run["run_id"],)).fetchone()
+    if row is None:
+        return None
+    tis = airflow.task_instances(run["run_id"])
+    probes = [t for t in tis if t["task_id"] == "probe_shard" and t["start_date"] and t["end_date"]]
+    starts = [t["start_date"].timestamp() for t in tis if t["start_date"]]
+    probe_start = min((t["start_date"].timestamp() for t in probes), default=start)
+    probe_end = max((t["end_date"].timestamp() for t in probes), default=start)
+    used = {name: sampler.used(name, start, end) or 0.0 for name in ("sshd", "postgres", "bench", "machine")}
+    used.update(airflow_used(sampler, start, end))
+    others = used["machine"] - used["airflow"] - used["sshd"] - used["postgres"] - used["bench"]
+    return Cycle(
+        label=label, run_id=run["run_id"], state=run["state"], servers=int(row["servers"]), ok=int(row["ok"]),
+        failed=int(row["failed"]), wall_s=end - start, shards=len(probes),
+        first_task_s=(min(starts) - start) if starts else 0.0, probe_span_s=probe_end - probe_start,
+        after_probe_s=end - probe_end, airflow_cpu_s=used["airflow"], sshd_cpu_s=used["sshd"],
+        postgres_cpu_s=used["postgres"], others_cpu_s=max(0.0, others), load1=load1(), start=start, end=end,
+        shard_size=shard_size, parts={k: round(v, 3) for k, v in used.items() if k in (*AIRFLOW_PARTS, "executor")},
+    )
+
+
+def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Sequence[Phase], deadline: float,
+               seen: set[str]) -> list[Cycle]:
+    """Follow the scheduled runs, switching the enabled inventory from phase to phase; a run is
+    counted for a phase only if it probed exactly that phase's servers."""
+    cycles: list[Cycle] = []
+    index, done = 0, 0
+    enable(hb_dsn, phases[0])
+    last_progress = time.monotonic()
+    while index < len(phases):
+        if time.monotonic() > deadline:
+            raise BenchError(f"out of time (--max-minutes) in phase {phases[index].label}")
+        if time.monotonic() - last_progress > NO_CYCLE_TIMEOUT_S:
+            raise BenchError(f"no cycle finished within {NO_CYCLE_TIMEOUT_S:.0f} s; see the logs in {airflow.log_dir}")
+        airflow.check_running()
+        for run in airflow.finished_runs():
+            if run["run_id"] in seen:
+                continue
+            seen.add(run["run_id"])
+            last_progress = time.monotonic()
+            phase = phases[index]
+            cycle = measure_cycle(airflow, hb_dsn, sampler, run, phase.label, phase.shard_size)
+            if cycle is None:
+                print(f"  run {run['run_id']}: {run['state']}, no cycle record: not counted", flush=True)
+                continue
+            matches = cycle.servers == phase.total  # failures are results: counted, and shown as "ok"
+            print(f"  {phase.label:<22} {cycle.state:<7} {cycle.servers:>5} servers ({cycle.ok} ok), "
+                  f"{cycle.shards:>3} shards, {cycle.wall_s:6.2f} s (first task {cycle.first_task_s:4.1f} s, "
+                  f"probing {cycle.probe_span_s:5.2f} s, after {cycle.after_probe_s:4.1f} s), "
+                  f"Airflow CPU {cycle.airflow_cpu_s:5.2f} s = {cycle.cpu_ms_per_server:5.2f} ms/server "
+                  f"(tasks {cycle.parts.get('executor', 0):.1f}, scheduler "
+                  f"{cycle.parts.get('scheduler', 0) - cycle.parts.get('executor', 0):.1f}, api "
+                  f"{cycle.parts.get('api', 0):.1f}, dag-processor {cycle.parts.get('dag-processor', 0):.1f}), "
+                  f"others {cycle.others_cpu_s / max(cycle.wall_s, 1e-9) / CPUS * 100:3.0f} %, load {cycle.load1:4.1f}"
+                  + ("" if matches else f"  [expected {phase.total}: not counted]"), flush=True)
+            if not matches:
+                continue
+            if phase.record:
+                cycles.append(cycle)
+            done += 1
+            if done >= phase.cycles:
+                index, done = index + 1, 0
+                if index < len(phases):
+                    enable(hb_dsn, phases[index])
+        time.sleep(POLL_S)
+    return cycles
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def cycle_row(scenario: str, cycles: Sequence[Cycle], raw: Row | None, baseline: Row | None) -> Row:
+    wall = median([c.wall_s for c in cycles])
+    n = cycles[0].servers
+    rate = median([c.logins_per_s for c in cycles])
+    cpu = median([c.airflow_cpu_s for c in cycles])
+    row = Row(
+        scenario=scenario, n=n, reps=len(cycles), wall_s=wall, logins_per_s=rate, cpu_ms_per_server=cpu / n * 1000,
+        sshd_ms_per_login=median([c.sshd_cpu_s / c.servers * 1000 for c in cycles]),
+        others_pct=median([c.others_cpu_s / c.wall_s / CPUS * 100 for c in cycles]),
+        load1=median([c.load1 for c in cycles]), ok=min(c.ok for c in cycles),
+        extra={"shards": median([c.shards for c in cycles]), "first_task_s": median([c.first_task_s for c in cycles]),
+               "probe_span_s": median([c.probe_span_s for c in cycles]),
+               "after_probe_s": median([c.after_probe_s for c in cycles]),
+               "postgres_ms_per_server": median([c.postgres_cpu_s / c.servers * 1000 for c in cycles]),
+               "airflow_cpu_s_by_part": {p: median([c.parts.get(p, 0.0) for c in cycles])
+                                         for p in (*AIRFLOW_PARTS, "executor")}},
+    )
+    if raw is not None and raw.n == n:
+        row.overhead_wall_s = wall - raw.wall_s
+        row.overhead_cpu_s = cpu - raw.cpu_ms_per_server * n / 1000
+        row.vs_raw = rate / raw.logins_per_s
+    if baseline is not None:
+        row.vs_baseline = rate / baseline.logins_per_s
+    return row
+
+
+def fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def table(rows: Sequence[Row]) -> str:
+    head = ("| scenario | N | ok (min) | runs | cycle wall s | logins/s | monitor CPU ms/server "
+            "| Airflow overhead wall s | Airflow overhead CPU s | × raw | × baseline | sshd CPU ms/login "
+            "| others' CPU % | load 1 min |")
+    lines = [head, "|" + "---|" * 14]
+    for r in rows:
+        lines.append(
+            f"| {r.scenario} | {r.n:,} | {fmt(r.ok, ',')} | {r.reps} | {r.wall_s:.2f} | {r.logins_per_s:.1f} | "
+            f"{r.cpu_ms_per_server:.2f} | {fmt(r.overhead_wall_s, '.2f')} | {fmt(r.overhead_cpu_s, '.2f')} | "
+            f"{fmt(r.vs_raw, '.2f')} | {fmt(r.vs_baseline, '.1f')} | {fmt(r.sshd_ms_per_login, '.1f')} | "
+            f"{fmt(r.others_pct, '.0f')} | {fmt(r.load1, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def work_dir(options: Options) -> Iterator[Path]:
+    path = options.work_dir or Path(tempfile.mkdtemp(prefix="heartbeat-bench-"))
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path.absolute()
+    finally:
+        if options.keep or options.work_dir is not None:
+            print(f"work dir kept: {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
+    started = time.monotonic()
+    deadline = started + options.max_minutes * 60
+    work = stack.enter_context(work_dir(options))
+    settings: Settings = settings_from_env(options.heartbeat_env)
+    biggest = max(options.sizes)
+    silent = round(options.silent_n * options.silent_fraction) if options.silent_n else 0
+    print(f"machine: {CPUS} cores, {platform.platform()}, load {load1():.2f} before start; work dir {work}", flush=True)
+    print(f"settings: {asdict(settings)}", flush=True)
+
+    key = generate_keypair(work / "keys" / "id_ed25519", comment="heartbeat-bench")
+    peers = max(1, min(20, silent)) if silent else 0
+    fleet = BenchFleet(work / "fleet", options.sshd, key.public_line, reexec=options.sshd_reexec, silent=peers,
+                       silent_hold_s=settings.probe_timeout_s + 30, nice=options.fleet_nice)
+    stack.callback(fleet.stop)
+    fleet.start()
+    postgres = PostgresServer(work / "postgres")
+    stack.callback(postgres.stop)
+    postgres.start()
+    for database in ("airflow", "heartbeat"):
+        postgres.create_database(database)
+    hb_dsn = postgres.dsn("heartbeat")
+    with store.connect(hb_dsn) as conn:
+        store.migrate(conn)
+    good, quiet = inventory_rows(fleet, biggest, silent)
+    load_inventory(hb_dsn, good + quiet)
+    print(f"lab: {len(fleet.servers)} sshd ({'stock' if options.sshd_reexec else 'no re-exec (-r)'}, "
+          f"nice {options.fleet_nice}), "
+          f"{len(fleet.silent)} silent peers, PostgreSQL; inventory {len(good)} + {len(quiet)} silent rows "
+          f"({time.monotonic() - started:.0f} s)", flush=True)
+
+    airflow_holder: dict[str, Airflow] = {}
+    def component(name: str) -> Callable[[], set[int]]:
+        return lambda: airflow_holder["a"].roots_of(name) if "a" in airflow_holder else set()
+
+    sampler = CpuSampler({
+        **{part: component(part) for part in (*AIRFLOW_PARTS, "executor")},
+        "sshd": fleet.listener_pids,
+        "postgres": lambda: {pid} if (pid := postgres.pid) else set(),
+    })
+    sampler.start()
+    stack.callback(sampler.stop)
+
+    username = getpass.getuser()
+    env = airflow_environment(
+        work / "airflow",
+        f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/airflow",
+        heartbeat_db_json=postgres_connection_json(postgres.host, postgres.port, "heartbeat"),
+        ssh_conn_json=ssh_connection_json(username, key.private_path),
+        api_port=free_port(),
+        extra={"AIRFLOW__CORE__PARALLELISM": str(options.parallelism),
+               "PYTHONPYCACHEPREFIX": str(REPO_ROOT / ".state" / "bench-pycache")},
+    )
+    rows: list[Row] = []
+    results: dict[str, Any] = {"settings": asdict(settings), "options": {k: str(v) for k, v in asdict(options).items()}}
+
+    # 1. the seed's way
+    baseline: Row | None = None
+    if options.baseline_n:
+        print(f"baseline: {options.baseline_n} SSHHook logins one after another...", flush=True)
+        b = run_child("baseline", {"targets": good, "n": options.baseline_n, "username": username,
+                                   "key_file": str(key.private_path)}, work, env)
+        sampler.wait_past(b["t1"])
+        sshd = sampler.used("sshd", b["t0"], b["t1"]) or 0.0
+        baseline = Row("seed: SSHHook, one login after another", b["n"], 1, b["wall_s"], b["n"] / b["wall_s"],
+                       b["cpu_s"] / b["n"] * 1000, sshd_ms_per_login=sshd / b["n"] * 1000, load1=load1(), ok=b["ok"],
+                       vs_baseline=1.0, notes=f"import of the SSH provider: {b['import_cpu_s']:.1f} s CPU",
+                       extra=b)
+        rows.append(baseline)
+        print(f"  {b['ok']}/{b['n']} ok in {b['wall_s']:.2f} s, {b['cpu_s'] / b['n'] * 1000:.2f} ms CPU per login "
+              f"(+{b['import_cpu_s']:.1f} s CPU to import the provider)", flush=True)
+
+    # 2. the raw engine
+    print(f"raw engine: probe_servers over {', '.join(map(str, options.sizes))} servers, "
+          f"{options.raw_reps} runs each...", flush=True)
+    raw_out = run_child("raw", {
+        "targets": [{"id": i + 1, **g, "username": None} for i, g in enumerate(good)], "sizes": list(options.sizes),
+        "reps": options.raw_reps, "warmup": min(50, len(good)), "username": username,
+        "key_file": str(key.private_path), "connect_timeout_s": settings.connect_timeout_s,
+        "probe_timeout_s": settings.probe_timeout_s, "concurrency": settings.concurrency,
+    }, work)
+    raw_rows: dict[int, Row] = {}
+    spans = [(r["t0"], r["t1"], r) for r in raw_out["runs"]]
+    sampler.wait_past(max(t1 for _, t1, _ in spans))
+    for n in options.sizes:
+        runs = [(a, b, r) for a, b, r in spans if r["n"] == n]
+        row = Row(
+            "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for _, _, r in runs]),
+            median([n / r["wall_s"] for _, _, r in runs]), median([r["cpu_s"] / n * 1000 for _, _, r in runs]),
+            sshd_ms_per_login=median([(sampler.used("sshd", a, b) or 0.0) / n * 1000 for a, b, _ in runs]),
+            load1=load1(), ok=min(r["ok"] for _, _, r in runs), extra={"runs": [r for _, _, r in runs]},
+        )
+        if baseline is not None:
+            row.vs_baseline = row.logins_per_s / baseline.logins_per_s
+        row.vs_raw = 1.0
+        raw_rows[n] = row
+        rows.append(row)
+        print(f"  N={n}: {row.wall_s:.2f} s, {row.logins_per_s:.0f} logins/s, {row.cpu_ms_per_server:.2f} ms CPU "
+              f"per login, sshd {row.sshd_ms_per_login:.1f} ms per login, ok {row.ok}", flush=True)
+
+    # 3. the real scheduler
+    print("Airflow: migrating the metadata database, starting api-server, dag-processor, scheduler...", flush=True)
+    migrate_metadata(env)
+    airflow = Airflow(env, work / "logs")
+    stack.callback(airflow.stop)
+    first = Phase("warm-up", min(options.sizes), 0, 1, record=False)
+    enable(hb_dsn, first)
+    airflow_holder["a"] = airflow
+    task_env = dict(options.heartbeat_env)
+    if options.shard_sizes:
+        enable(hb_dsn, Phase("warm-up", biggest, 0, 1))
+        airflow.start({**task_env, "HEARTBEAT_SHARD_SIZE": str(options.shard_sizes[0])})
+    else:
+        airflow.start(task_env)
+    print(f"  up ({time.monotonic() - started:.0f} s since start); following the scheduled runs", flush=True)
+    seen: set[str] = set()
+    cycles: list[Cycle] = []
+    if options.shard_sizes:
+        for i, shard_size in enumerate(options.shard_sizes):
+            if i:
+                restart_scheduler(airflow, {**task_env, "HEARTBEAT_SHARD_SIZE": str(shard_size)}, deadline)
+            label = f"N={biggest}, shard size {shard_size}"
+            phases = [Phase("warm-up", biggest, 0, 1, record=False, shard_size=shard_size),
+                      Phase(label, biggest, 0, options.cycles, shard_size=shard_size)]
+            got = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+            cycles += got
+            rows.append(cycle_row(f"Airflow, shard size {shard_size}", got, raw_rows.get(biggest), baseline))
+    else:
+        phases = [first] + [Phase(f"N={n}", n, 0, options.cycles) for n in options.sizes]
+        if silent:
+            phases.append(Phase(f"N={options.silent_n}, {silent} silent", options.silent_n - silent, silent,
+                                options.silent_cycles))
+        cycles = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+        for n in options.sizes:
+            got = [c for c in cycles if c.label == f"N={n}"]
+            rows.append(cycle_row("Airflow: real scheduler, LocalExecutor", got, raw_rows.get(n), baseline))
+        if silent:
+            got = [c for c in cycles if "silent" in c.label]
+            row = cycle_row(f"Airflow, {silent / options.silent_n:.0%} silent hosts", got, None, baseline)
+            row.notes = f"probe timeout {settings.probe_timeout_s:g} s"
+            rows.append(row)
+    idle = idle_airflow_cpu(sampler, cycles)
+    results.update({"rows": [asdict(r) for r in rows], "cycles": [asdict(c) for c in cycles],
+                    "idle_airflow_cpu_pct": idle, "minutes": (time.monotonic() - started) / 60})
+    return results
+
+
+def restart_scheduler(airflow: Airflow, task_env: dict[str, str], deadline: float) -> None:
+    """Pause, let the current run finish, restart the scheduler with other task settings, unpause."""
+    airflow.set_paused(True)
+    while airflow.active_runs() and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    airflow.stop_scheduler()
+    airflow.start_scheduler(task_env)
+    airflow.set_paused(False)
+
+
+def idle_airflow_cpu(sampler: CpuSampler, cycles: Sequence[Cycle]) -> float | None:
+    """Airflow's CPU (% of one core) between two runs, when no run is active (median over gaps)."""
+    rates = []
+    ordered = sorted(cycles, key=lambda c: c.start)
+    for before, after in itertools.pairwise(ordered):
+        a, b = before.end + 1.0, after.start - 1.0
+        if b - a >= 5.0:
+            rates.append(airflow_used(sampler, a, b)["airflow"] / (b - a) * 100)
+    return median(rates) if rates else None
+
+
+def verdicts(result: dict[str, Any], settings: Settings) -> list[str]:
+    rows = [Row(**r) for r in result["rows"]]
+    airflow_rows = [r for r in rows if r.scenario.startswith("Airflow: ")]
+    lines = []
+    if airflow_rows:
+        big = max(airflow_rows, key=lambda r: r.n)
+        lines.append(f"{big.n:,} servers within one 30-s cycle: {'yes' if big.wall_s <= 30 else 'NO'} "
+                     f"({big.wall_s:.1f} s, {big.ok} ok)")
+        if big.vs_raw is not None:
+            lines.append(f"at >= 85 % of the raw engine's throughput: {'yes' if big.vs_raw >= 0.85 else 'NO'} "
+                         f"({big.vs_raw:.0%})")
+        lines.append(f"monitor CPU <= 2.5 ms per server: {'yes' if big.cpu_ms_per_server <= 2.5 else 'NO'} "
+                     f"({big.cpu_ms_per_server:.2f} ms)")
+        if big.vs_baseline is not None:
+            lines.append(f">= 8x the baseline's logins/s: {'yes' if big.vs_baseline >= 8 else 'NO'} "
+                         f"({big.vs_baseline:.1f}x)")
+    silent = [r for r in rows if "silent" in r.scenario]
+    if silent:
+        limit = settings.probe_timeout_s + SILENT_MARGIN_S
+        s = silent[0]
+        lines.append(f"10 % silent hosts: cycle within the probe timeout + {SILENT_MARGIN_S:g} s ({limit:g} s): "
+                     f"{'yes' if s.wall_s <= limit else 'NO'} ({s.wall_s:.1f} s)")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_signal_handlers()
+    stack = contextlib.ExitStack()
+    try:
+        result = bench(options, stack)
+    except (KeyboardInterrupt, Stop) as exc:
+        print(f"\ninterrupted ({exc or 'Ctrl-C'}): stopping everything that was started", flush=True)
+        return 130
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        close_all(stack)
+    settings = settings_from_env(options.heartbeat_env)
+    rows = [Row(**r) for r in result["rows"]]
+    print()
+    print(table(rows))
+    print()
+    for line in verdicts(result, settings):
+        print(line)
+    if result.get("idle_airflow_cpu_pct") is not None:
+        print(f"Airflow between runs (idle): {result['idle_airflow_cpu_pct']:.0f} % of one core")
+    print(f"\n{CPUS} cores; load 1 min now {load1():.2f}; total {result['minutes']:.1f} min")
+    if options.json_path:
+        options.json_path.parent.mkdir(parents=True, exist_ok=True)
+        options.json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return 0
+
+
+def close_all(stack: contextlib.ExitStack) -> None:
+    """Stop everything; further Ctrl-C or SIGTERM only say that stopping is under way."""
+
+    def patience(signum: int, frame: FrameType | None) -> None:
+        print("still stopping, please wait", flush=True)
+
+    previous: dict[int, Callable[..., Any] | int | None] = {
+        sig: signal.signal(sig, patience) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        stack.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
