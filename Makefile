@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint test test-fast demo up clean
+.PHONY: venv system-deps lint test test-fast demo up bench clean
 
 # System packages the tests and the demo run for real: OpenSSH sshd and a PostgreSQL server.
 system-deps:
@@ -47,6 +47,11 @@ demo: system-deps venv
 
 up: system-deps venv
 	$(BIN)/python -m heartbeat.demo --no-fleet $(DEMO_ARGS)
+
+# Benchmarks (not part of make test): the fleet through the real scheduler, then the store alone.
+bench: system-deps venv
+	$(BIN)/python -m bench.fleet_bench
+	$(BIN)/python -m bench.bench_store
 
 clean:
 	rm -rf .state
