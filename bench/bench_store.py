@@ -43,7 +43,7 @@ FINGERPRINT = "SHA256:2QYvV1kqQb0m8m3K1r5mC6m7pQ4k3Gm2Q5r7sT0aBcD"
 
 def is_down(server_id: int) -> bool:
     """2 % of the fleet is down for good (1 % silent, 1 % refusing)."""
-    return server_id % 50 in (0, 25)
+    return server_id % 100 in (0, 50)
 
 
 def synthetic_results(servers: Sequence[Server], at: datetime, rng: random.Random) -> list[ProbeResult]:
@@ -58,7 +58,7 @@ def synthetic_results(servers: Sequence[Server], at: datetime, rng: random.Rando
                 auth_ms=round(rng.uniform(2, 15), 3), total_ms=round(rng.uniform(6, 40), 3),
                 banner="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", host_key=HOST_KEY,
                 host_key_fingerprint=FINGERPRINT, pinned_fingerprint=FINGERPRINT))
-        elif s.id % 50 == 25:
+        elif s.id % 100 == 50:
             results.append(ProbeResult(
                 server_id=s.id, server_name=s.name, ok=False, attempted_at=at, error_class="refused",
                 message="connection refused on port 22", total_ms=0.3, pinned_fingerprint=FINGERPRINT))
@@ -81,7 +81,7 @@ def seed(dsn: str, count: int, history: int, now: datetime) -> list[Server]:
                 copy.write_row((f"host-{i:06d}", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 22,
                                 HOST_KEY, now))
         with conn.transaction():
-            down = "s.id %% 50 IN (0, 25)"
+            down = "s.id %% 100 IN (0, 50)"
             conn.execute(
                 "INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok, error_class, message, "
                 "tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms) "

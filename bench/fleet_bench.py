@@ -341,26 +341,12 @@ class Airflow:
             return {pid for pid in under if "LocalExecutor" in cmdline(pid)}
         return {pid for pid in roots if component in cmdline(pid).replace("_", "-")}
 
-    def set_paused(self, paused: bool) -> None:
-        verb = "pause" if paused else "unpause"
-        if not paused:
-            unpause_dag(self.core.env, DAG_ID)
-            return
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "dags", verb, DAG_ID], env=self.core.env,
-                       capture_output=True, timeout=120, check=True)
-
     def finished_runs(self) -> list[dict[str, Any]]:
         with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
             return conn.execute(
                 "SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = %s "
                 "AND end_date IS NOT NULL AND start_date IS NOT NULL ORDER BY start_date", (DAG_ID,)
             ).fetchall()
-
-    def active_runs(self) -> int:
-        with psycopg.connect(self.meta_dsn, connect_timeout=5) as conn:
-            row = conn.execute("SELECT count(*) FROM dag_run WHERE dag_id = %s AND state = 'running'",
-                               (DAG_ID,)).fetchone()
-        return int(row[0]) if row else 0
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
@@ -649,7 +635,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     if options.shard_sizes:
         for i, shard_size in enumerate(options.shard_sizes):
             if i:
-                restart_scheduler(airflow, {**task_env, "HEARTBEAT_SHARD_SIZE": str(shard_size)}, deadline)
+                restart_scheduler(airflow, {**task_env, "HEARTBEAT_SHARD_SIZE": str(shard_size)})
             label = f"N={biggest}, shard size {shard_size}"
             phases = [Phase("warm-up", biggest, 0, 1, record=False, shard_size=shard_size),
                       Phase(label, biggest, 0, options.cycles, shard_size=shard_size)]
@@ -676,14 +662,11 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     return results
 
 
-def restart_scheduler(airflow: Airflow, task_env: dict[str, str], deadline: float) -> None:
-    """Pause, let the current run finish, restart the scheduler with other task settings, unpause."""
-    airflow.set_paused(True)
-    while airflow.active_runs() and time.monotonic() < deadline:
-        time.sleep(POLL_S)
+def restart_scheduler(airflow: Airflow, task_env: dict[str, str]) -> None:
+    """Restart the scheduler with other task settings. A run it leaves behind is adopted by the
+    new scheduler and finishes as the next phase's warm-up (a paused DAG would not finish it)."""
     airflow.stop_scheduler()
     airflow.start_scheduler(task_env)
-    airflow.set_paused(False)
 
 
 def idle_airflow_cpu(sampler: CpuSampler, cycles: Sequence[Cycle]) -> float | None:
