@@ -19,40 +19,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from heartbeat.lab import SilentPeer, SshdServer, find_sshd, free_port, port_is_free
-from heartbeat.lab import sshd as lab_sshd
+from heartbeat.lab import SilentPeer, SshdServer, free_port, port_is_free
 
 MAX_SSHD = 200
-
-
-class NoReexecSshd(SshdServer):
-    """:class:`heartbeat.lab.SshdServer` started with ``-r`` (OpenSSH's "do not re-execute")."""
-
-    def start(self) -> None:
-        if self.is_running():
-            return
-        sshd = find_sshd()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        lab_sshd._ensure_privsep_dir()
-        self._ensure_host_key()
-        self._write_authorized_keys()
-        self.config_path.write_text(self._render_config())
-        self._check_config(sshd)
-        with open(self.log_path, "ab") as log_file:
-            self._proc = subprocess.Popen(
-                [str(sshd), "-D", "-r", "-e", "-f", str(self.config_path), "-E", str(self.log_path)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True,
-            )
-        lab_sshd._LIVE.add(self)
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
 
 
 class BenchFleet:
@@ -66,11 +38,10 @@ class BenchFleet:
             raise ValueError(f"--sshd must be 1..{MAX_SSHD} (one 127.0.0.x address each), got {count}")
         hosts = [f"127.0.0.{2 + i}" for i in range(count)]
         port = _common_port(hosts)
-        kind = SshdServer if reexec else NoReexecSshd
         extra = {"MaxStartups": "2000:30:4000", "LoginGraceTime": "60"}
         self.servers: list[SshdServer] = [
-            kind(work_dir / f"sshd-{i:03d}", listen_host=host, port=port or free_port(host),
-                 authorized_keys=[public_line], extra_config=extra)
+            SshdServer(work_dir / f"sshd-{i:03d}", listen_host=host, port=port or free_port(host),
+                       authorized_keys=[public_line], extra_config=extra, reexec=reexec)
             for i, host in enumerate(hosts)
         ]
         self.silent: list[SilentPeer] = [

@@ -158,18 +158,23 @@ def record_results(
                     r.ssh_handshake_ms, r.auth_ms, r.total_ms, r.banner, r.host_key, r.host_key_fingerprint,
                     r.pinned_fingerprint,
                 ))
-        for name in ("upsert_probe_history", "upsert_heartbeats", "pin_first_host_keys",
-                     "raise_host_key_changed_alerts"):
+        conn.execute(sql.query("upsert_probe_history"))
+        candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window}).fetchall()
+        for name in ("pin_first_host_keys", "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
-        _update_flapping(conn, flap_rules)
+        _update_flapping(conn, {row["server_id"]: bool(row["was_flapping"]) for row in candidates}, flap_rules)
 
 
-def _update_flapping(conn: psycopg.Connection[Any], rules: FlapRules) -> None:
+def _update_flapping(conn: psycopg.Connection[Any], was_flapping: dict[int, bool], rules: FlapRules) -> None:
+    """Re-evaluate flapping for the candidate servers (id → flapping before this batch)."""
+    if not was_flapping:
+        return
     ids: list[int] = []
     flags: list[bool] = []
     percents: list[float] = []
-    for row in conn.execute(sql.query("recent_results"), {"window": rules.window}).fetchall():
-        flapping, percent = is_flapping(row["oks"], bool(row["was_flapping"]), rules)
+    params = {"server_ids": list(was_flapping), "window": rules.window}
+    for row in conn.execute(sql.query("recent_results"), params).fetchall():
+        flapping, percent = is_flapping(row["oks"], was_flapping[row["server_id"]], rules)
         ids.append(row["server_id"])
         flags.append(flapping)
         percents.append(percent)
@@ -190,6 +195,7 @@ def materialise_status(
               "stale_after_s": rules.stale_after_s if rules.stale_after_s is not None else 60.0}
     with conn.transaction():
         conn.execute(sql.query("jit_off"))
+        conn.execute(sql.query("status_work_mem"))
         conn.execute(sql.query("lock_status"))
         conn.execute(sql.query("set_status_settings"), params)
         row = conn.execute(sql.query("materialise_status"), params).fetchone()

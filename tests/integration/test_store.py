@@ -142,6 +142,31 @@ def test_should_prune_history_older_than_retention(heartbeat_dsn: str):
     assert len(query(heartbeat_dsn, "SELECT * FROM probe_history")) == 8
 
 
+def test_should_remove_a_deleted_servers_history_and_keep_the_others(heartbeat_dsn: str):
+    ids = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}, {"name": "db", "host": "10.0.0.2"}])
+    with store.connect(heartbeat_dsn) as conn:
+        for i in range(3):
+            store.record_results(conn, f"c{i}", [ok(ids["web"], T0 + timedelta(seconds=30 * i)),
+                                                 failed(ids["db"], T0 + timedelta(seconds=30 * i))])
+        store.materialise_status(conn, T0 + timedelta(seconds=61), 60)
+        conn.execute("DELETE FROM servers WHERE id = %s", (ids["web"],))
+        conn.commit()
+        for table in ("probe_history", "heartbeats", "server_status"):
+            remaining = query(heartbeat_dsn, f"SELECT DISTINCT server_id FROM {table}")
+            assert remaining == [{"server_id": ids["db"]}], table
+        assert store.fetch_one(conn, "cycle_probe_counts", {"cycle_id": "c2"}) == {"servers": 1, "ok": 0, "failed": 1}
+
+
+def test_should_recount_a_cycle_from_its_history_rows_and_not_double_a_retried_shard(heartbeat_dsn: str):
+    ids = add_servers(heartbeat_dsn, [{"name": f"s{i}", "host": f"10.0.1.{i}"} for i in range(5)])
+    with store.connect(heartbeat_dsn) as conn:
+        batch = [ok(sid, T0) if i % 2 else failed(sid, T0) for i, sid in enumerate(ids.values())]
+        store.record_results(conn, "c1", batch)
+        store.record_results(conn, "c1", batch)  # a retried shard
+        store.record_results(conn, "c2", batch[:1])
+        assert store.fetch_one(conn, "cycle_probe_counts", {"cycle_id": "c1"}) == {"servers": 5, "ok": 2, "failed": 3}
+
+
 def test_should_store_hostile_values_inert(heartbeat_dsn: str):
     ids = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])
     hostile = "'; DROP TABLE servers; -- \u202e ☃" + "x" * 10_000

@@ -38,57 +38,69 @@ ON CONFLICT (server_id, cycle_id) DO UPDATE SET
 
 -- name: upsert_heartbeats
 -- A retried cycle (same cycle_id) replaces its own attempt instead of counting a second failure.
-INSERT INTO heartbeats AS h (server_id, last_success_at, last_attempt_at, last_cycle_id,
-                             consecutive_failures, last_ok, last_error_class, last_error_message,
-                             tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
-                             host_key_fingerprint, presented_host_key, consecutive_successes)
+-- Existing rows are updated in place (HOT: the table keeps room in its pages); servers without a
+-- row yet get one. A row is never moved back in time by an older attempt.
+WITH updated AS (
+    UPDATE heartbeats h SET
+        last_success_at = CASE WHEN b.ok THEN b.attempted_at ELSE h.last_success_at END,
+        last_attempt_at = b.attempted_at,
+        last_cycle_id = b.cycle_id,
+        consecutive_failures = CASE
+            WHEN b.ok THEN 0
+            WHEN h.last_cycle_id = b.cycle_id THEN GREATEST(h.consecutive_failures, 1)
+            ELSE h.consecutive_failures + 1 END,
+        consecutive_successes = CASE
+            WHEN NOT b.ok THEN 0
+            WHEN h.last_cycle_id = b.cycle_id THEN GREATEST(h.consecutive_successes, 1)
+            ELSE h.consecutive_successes + 1 END,
+        last_ok = b.ok,
+        last_error_class = b.error_class,
+        last_error_message = b.message,
+        tcp_connect_ms = b.tcp_connect_ms,
+        ssh_handshake_ms = b.ssh_handshake_ms,
+        auth_ms = b.auth_ms,
+        total_ms = b.total_ms,
+        banner = coalesce(b.banner, h.banner),
+        host_key_fingerprint = coalesce(b.host_key_fingerprint, h.host_key_fingerprint),
+        presented_host_key = coalesce(b.host_key, h.presented_host_key)
+    FROM probe_batch b
+    WHERE h.server_id = b.server_id AND h.last_attempt_at <= b.attempted_at
+    RETURNING h.server_id, h.flapping, h.flap_percent, h.consecutive_successes, h.consecutive_failures
+), inserted AS (
+INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id,
+                        consecutive_failures, last_ok, last_error_class, last_error_message,
+                        tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
+                        host_key_fingerprint, presented_host_key, consecutive_successes)
 SELECT b.server_id, CASE WHEN b.ok THEN b.attempted_at END, b.attempted_at, b.cycle_id,
        CASE WHEN b.ok THEN 0 ELSE 1 END, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, b.banner, b.host_key_fingerprint,
        b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
-ON CONFLICT (server_id) DO UPDATE SET
-    last_success_at = CASE WHEN EXCLUDED.last_ok THEN EXCLUDED.last_attempt_at ELSE h.last_success_at END,
-    last_attempt_at = EXCLUDED.last_attempt_at,
-    last_cycle_id = EXCLUDED.last_cycle_id,
-    consecutive_failures = CASE
-        WHEN EXCLUDED.last_ok THEN 0
-        WHEN h.last_cycle_id = EXCLUDED.last_cycle_id THEN GREATEST(h.consecutive_failures, 1)
-        ELSE h.consecutive_failures + 1 END,
-    consecutive_successes = CASE
-        WHEN NOT EXCLUDED.last_ok THEN 0
-        WHEN h.last_cycle_id = EXCLUDED.last_cycle_id THEN GREATEST(h.consecutive_successes, 1)
-        ELSE h.consecutive_successes + 1 END,
-    last_ok = EXCLUDED.last_ok,
-    last_error_class = EXCLUDED.last_error_class,
-    last_error_message = EXCLUDED.last_error_message,
-    tcp_connect_ms = EXCLUDED.tcp_connect_ms,
-    ssh_handshake_ms = EXCLUDED.ssh_handshake_ms,
-    auth_ms = EXCLUDED.auth_ms,
-    total_ms = EXCLUDED.total_ms,
-    banner = coalesce(EXCLUDED.banner, h.banner),
-    host_key_fingerprint = coalesce(EXCLUDED.host_key_fingerprint, h.host_key_fingerprint),
-    presented_host_key = coalesce(EXCLUDED.presented_host_key, h.presented_host_key)
-WHERE h.last_attempt_at <= EXCLUDED.last_attempt_at;
+WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.server_id = b.server_id)
+ON CONFLICT (server_id) DO NOTHING  -- a row newer than this attempt: keep it
+RETURNING server_id, flapping, flap_percent, consecutive_successes, consecutive_failures
+)
+-- The servers whose flap state may change, for recent_results. A server whose last attempts, a
+-- whole window or more, all had the same result, and which is already recorded as not flapping,
+-- would only be found so again: left out.
+SELECT c.server_id, c.flapping AS was_flapping
+FROM (SELECT * FROM updated UNION ALL SELECT * FROM inserted) c
+WHERE NOT (NOT c.flapping AND c.flap_percent = 0
+           AND (c.consecutive_successes >= %(window)s OR c.consecutive_failures >= %(window)s));
 
 -- name: recent_results
--- The last attempts of this batch's servers, oldest first, for flap detection. Each server's
--- window is read through the (server_id, attempted_at DESC) index, so the cost does not grow
--- with the depth of the history or the size of the fleet. A server whose last attempts, a whole
--- window or more, all had the same result (run lengths from upsert_heartbeats), and which is
--- already recorded as not flapping with no state change, would only be found so again: skipped.
-SELECT b.server_id, w.oks, h.flapping AS was_flapping
-FROM (SELECT DISTINCT server_id FROM probe_batch) b
-JOIN heartbeats h ON h.server_id = b.server_id
+-- The last attempts of the given servers, oldest first, for flap detection. Each server's window
+-- is read through the (server_id, attempted_at DESC) index, so the cost does not grow with the
+-- depth of the history or the size of the fleet.
+SELECT c.server_id, w.oks
+FROM unnest(%(server_ids)s::bigint[]) AS c(server_id)
 CROSS JOIN LATERAL (
     SELECT array_agg(r.ok ORDER BY r.attempted_at) AS oks
     FROM (SELECT ph.ok, ph.attempted_at FROM probe_history ph
-          WHERE ph.server_id = b.server_id
+          WHERE ph.server_id = c.server_id
           ORDER BY ph.attempted_at DESC LIMIT %(window)s) r
 ) w
-WHERE w.oks IS NOT NULL
-  AND NOT (NOT h.flapping AND h.flap_percent = 0
-           AND (h.consecutive_successes >= %(window)s OR h.consecutive_failures >= %(window)s));
+WHERE w.oks IS NOT NULL;
 
 -- name: set_flapping
 UPDATE heartbeats h SET flapping = f.flapping, flap_percent = f.flap_percent
@@ -123,6 +135,11 @@ WHERE b.error_class = 'host_key_changed'
       WHERE a.server_id = b.server_id AND a.kind = 'host_key_changed' AND a.resolved_at IS NULL
         AND position(b.host_key_fingerprint IN a.message) > 0);
 
+-- name: status_work_mem
+-- The status statement joins every enabled server a few times (hashes of about 30 MB at
+-- 100,000 servers): in memory, not in temporary files.
+SET LOCAL work_mem = '64MB';
+
 -- name: lock_status
 SELECT pg_advisory_xact_lock(hashtext('heartbeat_materialise_status'));
 
@@ -136,46 +153,57 @@ INSERT INTO monitor_settings (key, value) VALUES
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: materialise_status
--- One set-based statement: compare with the stored status, record flips, upsert the status.
+-- One set-based statement: compare with the stored status, record flips, update the status in
+-- place (HOT), add rows for new servers, drop rows of disabled ones (deleted servers cascade).
 -- Older evaluations (a retried old run) never overwrite newer ones.
-WITH live AS (
-    SELECT * FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
-                                      %(recovery_threshold)s, NULL)
+WITH live AS MATERIALIZED (
+    SELECT l.*, p.server_id IS NULL AS is_new, p.status AS previous_status, p.evaluated_at AS previous_at
+    FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
+                             %(recovery_threshold)s, NULL) l
+    LEFT JOIN server_status p ON p.server_id = l.server_id
 ), flips AS (
     INSERT INTO status_events (server_id, from_status, to_status, at, reason)
-    SELECT l.server_id, p.status, l.status, %(as_of)s, l.reason
-    FROM live l LEFT JOIN server_status p ON p.server_id = l.server_id
-    WHERE p.status IS DISTINCT FROM l.status
-      AND (p.evaluated_at IS NULL OR p.evaluated_at <= %(as_of)s)
+    SELECT l.server_id, l.previous_status, l.status, %(as_of)s, l.reason
+    FROM live l
+    WHERE l.previous_status IS DISTINCT FROM l.status
+      AND (l.previous_at IS NULL OR l.previous_at <= %(as_of)s)
     RETURNING server_id
-), upserted AS (
-    INSERT INTO server_status AS st (server_id, status, reason, last_heartbeat_at, heartbeat_age_s,
-                                     active_alerts, active_anomalies, flapping, status_since, evaluated_at)
+), updated AS (
+    UPDATE server_status st SET
+        status = l.status,
+        reason = l.reason,
+        last_heartbeat_at = l.last_heartbeat_at,
+        heartbeat_age_s = l.heartbeat_age_s,
+        active_alerts = l.active_alerts,
+        active_anomalies = l.active_anomalies,
+        flapping = l.flapping,
+        status_since = CASE WHEN st.status = l.status THEN st.status_since ELSE %(as_of)s END,
+        evaluated_at = %(as_of)s
+    FROM live l
+    WHERE st.server_id = l.server_id AND NOT l.is_new AND st.evaluated_at <= %(as_of)s
+    RETURNING st.status
+), inserted AS (
+    INSERT INTO server_status (server_id, status, reason, last_heartbeat_at, heartbeat_age_s,
+                               active_alerts, active_anomalies, flapping, status_since, evaluated_at)
     SELECT l.server_id, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
            l.active_alerts, l.active_anomalies, l.flapping, %(as_of)s, %(as_of)s
     FROM live l
-    ON CONFLICT (server_id) DO UPDATE SET
-        status = EXCLUDED.status,
-        reason = EXCLUDED.reason,
-        last_heartbeat_at = EXCLUDED.last_heartbeat_at,
-        heartbeat_age_s = EXCLUDED.heartbeat_age_s,
-        active_alerts = EXCLUDED.active_alerts,
-        active_anomalies = EXCLUDED.active_anomalies,
-        flapping = EXCLUDED.flapping,
-        status_since = CASE WHEN st.status = EXCLUDED.status THEN st.status_since ELSE EXCLUDED.status_since END,
-        evaluated_at = EXCLUDED.evaluated_at
-    WHERE st.evaluated_at <= EXCLUDED.evaluated_at
-    RETURNING st.status
+    WHERE l.is_new
+    ON CONFLICT (server_id) DO NOTHING
+    RETURNING status
+), written AS (
+    SELECT status FROM updated UNION ALL SELECT status FROM inserted
 ), removed AS (
     DELETE FROM server_status st
-    WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.server_id = st.server_id)
+    USING servers s
+    WHERE s.id = st.server_id AND NOT s.enabled
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM upserted WHERE status = 'ONLINE')  AS online,
-       (SELECT count(*) FROM upserted WHERE status = 'WARNING') AS warning,
-       (SELECT count(*) FROM upserted WHERE status = 'OFFLINE') AS offline,
-       (SELECT count(*) FROM flips)                              AS flips,
-       (SELECT count(*) FROM removed)                            AS removed;
+SELECT (SELECT count(*) FROM written WHERE status = 'ONLINE')  AS online,
+       (SELECT count(*) FROM written WHERE status = 'WARNING') AS warning,
+       (SELECT count(*) FROM written WHERE status = 'OFFLINE') AS offline,
+       (SELECT count(*) FROM flips)                             AS flips,
+       (SELECT count(*) FROM removed)                           AS removed;
 
 -- name: start_cycle
 INSERT INTO cycles (cycle_id, started_at) VALUES (%(cycle_id)s, %(started_at)s)
@@ -191,6 +219,7 @@ ON CONFLICT (cycle_id) DO UPDATE SET
     offline = EXCLUDED.offline;
 
 -- name: cycle_probe_counts
+-- A range of the primary key (cycle_id, server_id).
 SELECT count(*) AS servers, count(*) FILTER (WHERE ok) AS ok, count(*) FILTER (WHERE NOT ok) AS failed
 FROM probe_history WHERE cycle_id = %(cycle_id)s;
 

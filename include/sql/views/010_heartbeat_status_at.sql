@@ -47,8 +47,8 @@ LANGUAGE sql STABLE AS $$
                -- GREATEST ignores NULLs: keep "never" as NULL explicitly
                CASE WHEN h.last_success_at IS NOT NULL
                     THEN GREATEST(0, extract(epoch FROM as_of - h.last_success_at))::double precision END AS age_s,
-               (SELECT count(*) FROM alerts a WHERE a.server_id = s.id AND a.resolved_at IS NULL)::integer AS n_alerts,
-               (SELECT count(*) FROM anomalies x WHERE x.server_id = s.id AND x.resolved_at IS NULL)::integer AS n_anomalies,
+               coalesce(na.n, 0)::integer AS n_alerts,
+               coalesce(nx.n, 0)::integer AS n_anomalies,
                CASE WHEN h.last_attempt_at IS NULL OR h.last_error_class IS NULL THEN ''
                     ELSE '; last attempt: ' || coalesce(e.words, h.last_error_class) END AS attempt_words,
                CASE WHEN stale_after_s IS NOT NULL AND m.last_cycle_at IS NOT NULL
@@ -59,6 +59,10 @@ LANGUAGE sql STABLE AS $$
         LEFT JOIN heartbeats h ON h.server_id = s.id
         LEFT JOIN error_classes e ON e.error_class = h.last_error_class
         LEFT JOIN server_status st ON st.server_id = s.id
+        LEFT JOIN (SELECT a.server_id, count(*) AS n FROM alerts a WHERE a.resolved_at IS NULL
+                   GROUP BY a.server_id) na ON na.server_id = s.id
+        LEFT JOIN (SELECT x.server_id, count(*) AS n FROM anomalies x WHERE x.resolved_at IS NULL
+                   GROUP BY x.server_id) nx ON nx.server_id = s.id
         WHERE s.enabled
     ), decided AS (
         SELECT b.*,

@@ -146,8 +146,13 @@ class SshdServer(LabService):
         authorized_keys: Sequence[str] = (),
         host_key_type: str = "ed25519",
         extra_config: Mapping[str, str] | None = None,
+        *,
+        reexec: bool = True,
     ) -> None:
+        """``reexec=False`` runs sshd with ``-r``: no re-execution per connection, about a third
+        less CPU per login (benchmarks use it; the default is stock sshd)."""
         self._host = require_loopback(listen_host)
+        self._reexec = reexec
         self._port = port if port is not None else free_port(listen_host)
         self._work_dir = Path(work_dir).absolute()
         self._authorized_keys = list(authorized_keys)
@@ -225,7 +230,8 @@ class SshdServer(LabService):
 
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
-                [str(sshd), "-D", "-e", "-f", str(self.config_path), "-E", str(self.log_path)],
+                [str(sshd), "-D", *([] if self._reexec else ["-r"]), "-e", "-f", str(self.config_path),
+                 "-E", str(self.log_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
