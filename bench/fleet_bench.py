@@ -51,6 +51,7 @@ from bench.lab_fleet import BenchFleet
 from bench.proctree import CpuSampler, process_children
 from heartbeat import store
 from heartbeat.config import Settings, settings_from_env
+from heartbeat.cycle import probe_options
 from heartbeat.lab import PostgresServer, free_port, generate_keypair
 from heartbeat.lab.airflow_env import (
     REPO_ROOT,
@@ -97,6 +98,7 @@ class Options:
     shard_sizes: tuple[int, ...]
     heartbeat_env: dict[str, str]
     sshd_reexec: bool
+    fleet_host_key: str
     fleet_nice: int
     work_dir: Path | None
     keep: bool
@@ -126,6 +128,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         help="nice value of the sshd fleet (default 19: the fleet gets what the monitor leaves)")
     parser.add_argument("--sshd-reexec", action="store_true",
                         help="stock sshd (re-executes itself per connection: more lab CPU per login)")
+    parser.add_argument("--fleet-host-key", default="ed25519", choices=("ed25519", "ecdsa", "rsa"),
+                        help="host key type of the fleet's sshd (default ed25519; OpenSSH 9.2 signs ed25519 "
+                             "with its own portable code and ECDSA with OpenSSL's)")
     parser.add_argument("--work-dir", type=Path, help="where everything lives (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
     parser.add_argument("--json", type=Path, dest="json_path", help="also write every figure to this file")
@@ -146,7 +151,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         silent_n=args.silent_n, silent_cycles=args.silent_cycles, baseline_n=args.baseline_n,
         raw_reps=args.raw_reps, parallelism=args.parallelism,
         shard_sizes=tuple(int(s) for s in args.shard_sizes.split(",") if s.strip()),
-        heartbeat_env=heartbeat_env, sshd_reexec=args.sshd_reexec, fleet_nice=args.fleet_nice,
+        heartbeat_env=heartbeat_env, sshd_reexec=args.sshd_reexec, fleet_host_key=args.fleet_host_key,
+        fleet_nice=args.fleet_nice,
         work_dir=args.work_dir, keep=args.keep, json_path=args.json_path, max_minutes=args.max_minutes,
     )
 
@@ -529,7 +535,8 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
 
     key = generate_keypair(work / "keys" / "id_ed25519", comment="heartbeat-bench")
     peers = max(1, min(20, silent)) if silent else 0
-    fleet = BenchFleet(work / "fleet", options.sshd, key.public_line, reexec=options.sshd_reexec, silent=peers,
+    fleet = BenchFleet(work / "fleet", options.sshd, key.public_line, reexec=options.sshd_reexec,
+                       host_key_type=options.fleet_host_key, silent=peers,
                        silent_hold_s=settings.probe_timeout_s + 30, nice=options.fleet_nice)
     stack.callback(fleet.stop)
     fleet.start()
@@ -544,6 +551,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     good, quiet = inventory_rows(fleet, biggest, silent)
     load_inventory(hb_dsn, good + quiet)
     print(f"lab: {len(fleet.servers)} sshd ({'stock' if options.sshd_reexec else 'no re-exec (-r)'}, "
+          f"{options.fleet_host_key} host keys, "
           f"nice {options.fleet_nice}), "
           f"{len(fleet.silent)} silent peers, PostgreSQL; inventory {len(good)} + {len(quiet)} silent rows "
           f"({time.monotonic() - started:.0f} s)", flush=True)
@@ -597,6 +605,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         "reps": options.raw_reps, "warmup": min(50, len(good)), "username": username,
         "key_file": str(key.private_path), "connect_timeout_s": settings.connect_timeout_s,
         "probe_timeout_s": settings.probe_timeout_s, "concurrency": settings.concurrency,
+        "kex_algs": list(probe_options(settings).kex_algs),
     }, work)
     raw_rows: dict[int, Row] = {}
     spans = [(r["t0"], r["t1"], r) for r in raw_out["runs"]]

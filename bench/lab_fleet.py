@@ -32,6 +32,7 @@ class BenchFleet:
     ``public_line``; plus ``silent`` silent peers on the addresses after them."""
 
     def __init__(self, work_dir: Path, count: int, public_line: str, *, reexec: bool = False,
+                 host_key_type: str = "ed25519",
                  silent: int = 0, silent_hold_s: float = 60.0, nice: int = 0) -> None:
         self.nice = nice
         if not 0 < count <= MAX_SSHD:
@@ -41,7 +42,8 @@ class BenchFleet:
         extra = {"MaxStartups": "2000:30:4000", "LoginGraceTime": "60"}
         self.servers: list[SshdServer] = [
             SshdServer(work_dir / f"sshd-{i:03d}", listen_host=host, port=port or free_port(host),
-                       authorized_keys=[public_line], extra_config=extra, reexec=reexec)
+                       authorized_keys=[public_line], extra_config=extra, reexec=reexec,
+                       host_key_type=host_key_type)
             for i, host in enumerate(hosts)
         ]
         self.silent: list[SilentPeer] = [

@@ -31,7 +31,7 @@ def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
     key = load_client_key("bench", None, spec["key_file"], None)
     credentials = {"heartbeat_ssh": ClientCredentials("heartbeat_ssh", spec["username"], key)}
     options = ProbeOptions(connect_timeout_s=spec["connect_timeout_s"], probe_timeout_s=spec["probe_timeout_s"],
-                           concurrency=spec["concurrency"])
+                           concurrency=spec["concurrency"], kex_algs=tuple(spec["kex_algs"]))
     servers = [Server.from_dict(s) for s in spec["targets"]]
     probe_servers(servers[: spec["warmup"]], credentials, options)  # lazy imports, first handshakes
     runs = []

@@ -52,6 +52,8 @@ class Settings:
     :param flap_high_pct: weighted share of state changes above which a server starts flapping.
     :param flap_low_pct: share below which a flapping server stops flapping.
     :param db_conn_id: the Airflow connection of the heartbeat database.
+    :param kex_algs: key exchange algorithms offered, in order of preference, comma-separated;
+        empty: the monitor's default (ECDH P-256 first, the cheapest for OpenSSH servers).
     """
 
     offline_after_s: float = 60.0
@@ -72,6 +74,7 @@ class Settings:
     flap_high_pct: float = 50.0
     flap_low_pct: float = 25.0
     db_conn_id: str = HEARTBEAT_DB_CONN_ID
+    kex_algs: str = ""
 
     def __post_init__(self) -> None:
         positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days",
@@ -94,6 +97,11 @@ class Settings:
                 f"({self.probe_timeout_s})"
             )
 
+
+    @property
+    def kex_alg_list(self) -> tuple[str, ...]:
+        """The configured key exchange algorithms (empty: the probe's default order)."""
+        return tuple(a.strip() for a in self.kex_algs.split(",") if a.strip())
 
     @property
     def status_rules(self) -> StatusRules:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat import connections, store
-from heartbeat.config import Settings
+from heartbeat.config import Settings, SettingsError
 from heartbeat.inventory import shard_servers
 from heartbeat.models import CycleSummary, ProbeResult, Server
-from heartbeat.probe import ProbeOptions, probe_servers
+from heartbeat.probe import DEFAULT_KEX_ALGS, ProbeOptions, probe_servers, supported_kex_algs
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,20 @@ def probe_options(settings: Settings) -> ProbeOptions:
     known_hosts: tuple[str, ...] = ()
     if settings.known_hosts_file:
         known_hosts = tuple(Path(settings.known_hosts_file).expanduser().read_text().splitlines())
+    kex_algs = settings.kex_alg_list or DEFAULT_KEX_ALGS
+    unknown = [alg for alg in kex_algs if alg not in supported_kex_algs()]
+    if unknown:
+        raise SettingsError(
+            f"HEARTBEAT_KEX_ALGS: unknown key exchange algorithm(s) {', '.join(unknown)}; "
+            f"supported: {', '.join(supported_kex_algs())}"
+        )
     return ProbeOptions(
         connect_timeout_s=settings.connect_timeout_s,
         probe_timeout_s=settings.probe_timeout_s,
         concurrency=settings.concurrency,
         host_key_policy=settings.host_key_policy,
         known_hosts_lines=known_hosts,
+        kex_algs=kex_algs,
     )
 
 

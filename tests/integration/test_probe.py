@@ -148,3 +148,24 @@ def test_should_refuse_a_key_file_readable_by_others(tmp_path: Path, client_key:
     with pytest.raises(ValueError, match="readable by others") as err:
         load_client_key("heartbeat_ssh", None, str(loose), None)
     assert "PRIVATE KEY" not in str(err.value)
+
+
+def test_should_agree_on_p256_by_default_and_fall_back_to_what_the_server_offers(client_key: KeyPair,
+                                                                                  tmp_path: Path):
+    for offered in ("ecdh-sha2-nistp256", "curve25519-sha256", "diffie-hellman-group14-sha256"):
+        with SshdServer(tmp_path / offered, authorized_keys=[client_key.public_line],
+                        extra_config={"KexAlgorithms": offered, "LogLevel": "DEBUG1"}) as sshd:
+            [result] = probe_servers([server(1, sshd.host, sshd.port)], creds(client_key), FAST)
+            assert result.ok, (offered, result.message)
+            assert f"kex: algorithm: {offered}" in sshd.log_path.read_text()
+
+
+def test_should_offer_only_the_configured_key_exchange(fleet: SshdFleet, client_key: KeyPair, tmp_path: Path):
+    only_x25519 = ProbeOptions(connect_timeout_s=2, probe_timeout_s=3, kex_algs=("curve25519-sha256",))
+    with SshdServer(tmp_path / "p256-only", authorized_keys=[client_key.public_line],
+                    extra_config={"KexAlgorithms": "ecdh-sha2-nistp256", "LogLevel": "DEBUG1"}) as sshd:
+        [result] = probe_servers([server(1, sshd.host, sshd.port)], creds(client_key), only_x25519)
+    assert (result.ok, result.error_class) == (False, "kex"), result.message
+    target = fleet.servers[0]
+    [result] = probe_servers([server(2, target.host, target.port)], creds(client_key), only_x25519)
+    assert result.ok, result.message

@@ -52,3 +52,22 @@ def test_should_give_every_error_class_plain_words_in_python_and_sql():
     migration = sql.migrations()[0].text
     for error_class in ErrorClass:
         assert f"('{error_class.value}', '{ERROR_CLASS_WORDS[error_class]}')" in migration
+
+
+def test_should_offer_p256_first_by_default_and_take_a_configured_key_exchange_list():
+    from heartbeat.cycle import probe_options
+
+    default = probe_options(settings_from_env({}))
+    assert default.kex_algs[0] == "ecdh-sha2-nistp256"
+    assert "curve25519-sha256" in default.kex_algs  # servers without P-256 still agree on something
+    assert not any(alg.startswith("gss-") for alg in default.kex_algs)
+    chosen = probe_options(settings_from_env({"HEARTBEAT_KEX_ALGS": " curve25519-sha256, ecdh-sha2-nistp384 "}))
+    assert chosen.kex_algs == ("curve25519-sha256", "ecdh-sha2-nistp384")
+
+
+def test_should_name_an_unknown_key_exchange_algorithm():
+    from heartbeat.cycle import probe_options
+
+    with pytest.raises(SettingsError,
+                       match=r"HEARTBEAT_KEX_ALGS: unknown .*curve-typo.*supported: .*curve25519-sha256"):
+        probe_options(settings_from_env({"HEARTBEAT_KEX_ALGS": "curve-typo"}))
