@@ -31,7 +31,8 @@ INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok, error_class, m
 SELECT b.server_id, b.cycle_id, b.attempted_at, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
-ON CONFLICT (server_id, cycle_id) DO UPDATE SET
+WHERE s.id BETWEEN (SELECT min(server_id) FROM probe_batch) AND (SELECT max(server_id) FROM probe_batch)
+ON CONFLICT (cycle_id, server_id) DO UPDATE SET
     attempted_at = EXCLUDED.attempted_at, ok = EXCLUDED.ok, error_class = EXCLUDED.error_class,
     message = EXCLUDED.message, tcp_connect_ms = EXCLUDED.tcp_connect_ms,
     ssh_handshake_ms = EXCLUDED.ssh_handshake_ms, auth_ms = EXCLUDED.auth_ms, total_ms = EXCLUDED.total_ms;
@@ -65,6 +66,9 @@ WITH updated AS (
         presented_host_key = coalesce(b.host_key, h.presented_host_key)
     FROM probe_batch b
     WHERE h.server_id = b.server_id AND h.last_attempt_at <= b.attempted_at
+      -- A shard is a range of ids: bounding the scan of heartbeats to it keeps a merge join
+      -- from reading every row below the shard first.
+      AND h.server_id BETWEEN (SELECT min(server_id) FROM probe_batch) AND (SELECT max(server_id) FROM probe_batch)
     RETURNING h.server_id, h.flapping, h.flap_percent, h.consecutive_successes, h.consecutive_failures
 ), inserted AS (
 INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id,
