@@ -180,13 +180,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             with store.connect(dsn) as conn:
                 t = time.perf_counter()
                 counts = store.materialise_status(conn, at, settings.status_rules)
+                t_finish = time.perf_counter()
                 store.finish_cycle(conn, cycle_id, at, at, counts)
                 status_s = time.perf_counter() - t
+                counts["finish_cycle_ms"] = round((time.perf_counter() - t_finish) * 1000)
             if run >= 0:
                 rows.append((write_s, status_s, load))
             label = "warm-up" if run < 0 else f"run {run + 1}"
             print(f"{label}: results written {write_s:.2f} s, status materialised {status_s:.2f} s, "
                   f"total {write_s + status_s:.2f} s (load {load:.1f}); {counts}", flush=True)
+        with store.connect(dsn) as conn:
+            size = conn.execute(
+                "SELECT pg_total_relation_size('probe_history')::float8 AS bytes, count(*) AS rows_ FROM probe_history"
+            ).fetchone()
+        assert size is not None
+        history_bytes_per_row = size["bytes"] / max(1, size["rows_"])
+        print(f"probe history: {size['rows_']:,} rows, {size['bytes'] / 2**20:.0f} MiB with its indexes: "
+              f"{history_bytes_per_row:.0f} bytes per attempt", flush=True)
     write = statistics.median(r[0] for r in rows)
     status = statistics.median(r[1] for r in rows)
     total = statistics.median(r[0] + r[1] for r in rows)

@@ -158,7 +158,8 @@ def record_results(
                     r.ssh_handshake_ms, r.auth_ms, r.total_ms, r.banner, r.host_key, r.host_key_fingerprint,
                     r.pinned_fingerprint,
                 ))
-        conn.execute(sql.query("upsert_probe_history"))
+        conn.execute(sql.query("delete_batch_history"), {"cycle_id": cycle_id})
+        conn.execute(sql.query("insert_probe_history"))
         candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window}).fetchall()
         for name in ("pin_first_host_keys", "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
