@@ -1,7 +1,8 @@
 """The Airflow side of a cycle: thin task callables that the DAG wires, each reading its
 run context and the clock once, then handing over to :mod:`heartbeat.cycle`.
 
-Nothing here runs at import time: the DAG file that imports this module is parsed constantly.
+Nothing here runs at import time: the DAG file that imports this module is parsed constantly,
+so the cycle (the database driver, the SSH stack) is imported by the tasks that run, not here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from heartbeat import cycle
 from heartbeat.config import settings_from_env
 from heartbeat.inventory import shard_label
 
@@ -24,6 +24,8 @@ def _run_id() -> str:
 
 def load_inventory() -> list[list[dict[str, Any]]]:
     """Read the enabled inventory and return it as shards, one mapped probe task each."""
+    from heartbeat import cycle
+
     return cycle.load_shards(settings_from_env(), _run_id(), cycle.utc_now())
 
 
@@ -35,6 +37,8 @@ def probe_shard(shard: list[dict[str, Any]]) -> dict[str, Any]:
     """
     from airflow.sdk import get_current_context
 
+    from heartbeat import cycle
+
     context = get_current_context()
     context["shard_label"] = shard_label(shard)  # type: ignore[typeddict-unknown-key]
     summary = cycle.probe_shard(settings_from_env(), str(context["run_id"]), shard)
@@ -45,12 +49,14 @@ def probe_shard(shard: list[dict[str, Any]]) -> dict[str, Any]:
 
 def materialise_status() -> dict[str, int]:
     """Evaluate every server's status now and record the changes; also prunes old history."""
+    from heartbeat import cycle
+
     return cycle.materialise(settings_from_env(), _run_id(), cycle.utc_now())
 
 
 def notify_status_changes() -> dict[str, int]:
     """Notify status changes that have held long enough (each once per channel, none for a server
     in maintenance) and a stalled monitor, through the channels defined as Airflow connections."""
-    from heartbeat import notify
+    from heartbeat import cycle, notify
 
     return notify.run(settings_from_env(), cycle.utc_now(), current_cycle_id=_run_id())

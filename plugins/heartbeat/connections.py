@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.conninfo import make_conninfo
 
-from heartbeat.probe import ClientCredentials, CredentialsError, load_client_key
+if TYPE_CHECKING:
+    from heartbeat.probe import ClientCredentials, CredentialsError
 
 
 class ConnectionNotFound(LookupError):
@@ -53,6 +54,8 @@ def heartbeat_db_dsn(conn_id: str) -> str:
 
 def ssh_public_key_line(conn_id: str) -> str:
     """``<type> <base64>`` of the public half of a connection's key (nothing secret)."""
+    from heartbeat.probe import CredentialsError
+
     loaded = ssh_credentials([conn_id])[conn_id]
     if isinstance(loaded, CredentialsError):
         raise ValueError(loaded.message)
@@ -62,6 +65,8 @@ def ssh_public_key_line(conn_id: str) -> str:
 def ssh_credentials(conn_ids: Iterable[str]) -> dict[str, ClientCredentials | CredentialsError]:
     """Load each SSH connection's key once; a connection that cannot be used becomes a
     :class:`CredentialsError`, so only the servers that use it fail their probe."""
+    from heartbeat.probe import ClientCredentials, CredentialsError, load_client_key  # the SSH stack: only here
+
     loaded: dict[str, ClientCredentials | CredentialsError] = {}
     for conn_id in sorted(set(conn_ids)):
         try:

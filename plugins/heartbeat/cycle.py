@@ -9,13 +9,18 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heartbeat import connections, store
 from heartbeat.config import Settings, SettingsError
 from heartbeat.inventory import shard_servers
 from heartbeat.models import CycleSummary, ProbeResult, Server
-from heartbeat.probe import DEFAULT_KEX_ALGS, ProbeOptions, probe_servers, supported_kex_algs
+
+if TYPE_CHECKING:
+    from heartbeat.probe import ProbeOptions
+
+# heartbeat.probe (asyncssh, about 0.2 s to import) is imported only where logins happen: the
+# DAG files, and the tasks that load, materialise and notify, never need it.
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ def utc_now() -> datetime:
 
 
 def probe_options(settings: Settings) -> ProbeOptions:
+    from heartbeat.probe import DEFAULT_KEX_ALGS, ProbeOptions, supported_kex_algs
+
     known_hosts: tuple[str, ...] = ()
     if settings.known_hosts_file:
         known_hosts = tuple(Path(settings.known_hosts_file).expanduser().read_text().splitlines())
@@ -90,6 +97,8 @@ def probe_shard(
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> CycleSummary:
     """Probe one shard concurrently and write its results in one transaction."""
+    from heartbeat.probe import probe_servers
+
     started = time.perf_counter()
     servers = [Server.from_dict(s) for s in shard]
     credentials = connections.ssh_credentials(s.conn_id for s in servers)

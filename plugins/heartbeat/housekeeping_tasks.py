@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
-from heartbeat import cycle, housekeeping, store
+from heartbeat import housekeeping
 from heartbeat.config import settings_from_env
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def clean_metadata_db() -> str:
     settings = settings_from_env()
-    cutoff = housekeeping.retention_cutoff(cycle.utc_now(), settings.metadata_retention_days)
+    cutoff = housekeeping.retention_cutoff(datetime.now(UTC), settings.metadata_retention_days)
     output = housekeeping.clean_metadata_db(cutoff)
     log.info("airflow db clean before %s:\n%s", cutoff.isoformat(), output)
     return cutoff.isoformat()
@@ -24,7 +25,7 @@ def prune_task_logs() -> dict[str, int]:
     settings = settings_from_env()
     folder = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER")
                   or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "logs")
-    cutoff = housekeeping.retention_cutoff(cycle.utc_now(), settings.log_retention_days)
+    cutoff = housekeeping.retention_cutoff(datetime.now(UTC), settings.log_retention_days)
     report = housekeeping.prune_task_logs(folder, cutoff)
     log.info("deleted %d log files (%d bytes) older than %s from %s", report.files_deleted,
              report.bytes_deleted, cutoff.isoformat(), folder)
@@ -32,8 +33,10 @@ def prune_task_logs() -> dict[str, int]:
 
 
 def prune_probe_history() -> int:
+    from heartbeat import cycle, store  # the database driver: only in the task that needs it
+
     settings = settings_from_env()
     with cycle.db_connect(settings) as conn:
-        deleted = store.prune_history(conn, cycle.utc_now(), settings.history_retention_days)
+        deleted = store.prune_history(conn, datetime.now(UTC), settings.history_retention_days)
     log.info("deleted %d probe history rows older than %g days", deleted, settings.history_retention_days)
     return deleted
