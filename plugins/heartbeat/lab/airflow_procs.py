@@ -13,7 +13,6 @@ read from the shared log folder. The environment comes from
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -23,18 +22,17 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
 from heartbeat.lab.airflow_env import airflow_bin
 from heartbeat.lab.ports import free_port, port_is_free
+from heartbeat.lab.service import LabService, ProcStat, proc_table, tail
 
 __all__ = [
     "COMPONENTS",
@@ -95,7 +93,7 @@ class _Component:
     log_path: Path
 
 
-class AirflowProcesses:
+class AirflowProcesses(LabService):
     """Start, watch and stop the Airflow components; a context manager.
 
     :param env: the full environment of the components (see :func:`loopback_environment`).
@@ -134,15 +132,6 @@ class AirflowProcesses:
     def log_path(self, component: str) -> Path:
         return self._log_dir / f"{component}.log"
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -155,7 +144,7 @@ class AirflowProcesses:
                 "stop that process or choose another port"
             )
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        _LIVE.add(self)
+        self._track()
         try:
             for name in self._names:
                 self._components.append(self._spawn(name))
@@ -172,7 +161,7 @@ class AirflowProcesses:
         The api-server goes last: running tasks report their final state through it.
         """
         components, self._components = self._components, []
-        _LIVE.discard(self)
+        self._untrack()
         if not components:
             return
         everything = _ProcessTree({c.proc.pid for c in components})
@@ -218,7 +207,7 @@ class AirflowProcesses:
             if code is not None:
                 raise AirflowStartError(
                     f"airflow {component.name} exited with code {code}; log tail from "
-                    f"{component.log_path}:\n{_tail(component.log_path)}"
+                    f"{component.log_path}:\n{tail(component.log_path, 40)}"
                 )
 
     def health(self) -> dict[str, Any] | None:
@@ -242,7 +231,7 @@ class AirflowProcesses:
             time.sleep(POLL_S)
         raise AirflowStartError(
             f"Airflow was not healthy within {timeout_s:.0f} s (last answer from {self.api_url}{HEALTH_PATH}: "
-            f"{last}); see the logs in {self._log_dir}:\n{_tail(self.log_path('api-server'))}"
+            f"{last}); see the logs in {self._log_dir}:\n{tail(self.log_path('api-server'), 40)}"
         )
 
     # -- internals ----------------------------------------------------------------------
@@ -363,20 +352,6 @@ def _status(health: Mapping[str, Any], key: str) -> str | None:
     return value.get("status") if isinstance(value, Mapping) else None
 
 
-def _proc_table() -> dict[int, tuple[int, int, str, int]]:
-    """pid -> (ppid, pgid, state, start time in clock ticks) for every process in /proc."""
-    table: dict[int, tuple[int, int, str, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
-    return table
-
-
 class _ProcessTree:
     """The processes descending from ``roots`` or in their process groups, remembered once seen
     (by pid and start time), so that children reparented to PID 1 are still found."""
@@ -384,28 +359,28 @@ class _ProcessTree:
     def __init__(self, roots: set[int]) -> None:
         self._roots = set(roots)
         self._seen: dict[int, int] = {}
-        self._table: dict[int, tuple[int, int, str, int]] = {}
+        self._table: dict[int, ProcStat] = {}
 
     def refresh(self) -> set[int]:
-        table = _proc_table()
+        table = proc_table()
         children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
+        for pid, stat in table.items():
+            children.setdefault(stat.ppid, []).append(pid)
         stack = [pid for pid in self._roots | set(self._seen) if pid in table]
-        stack += [pid for pid, (_, pgid, _, _) in table.items() if pgid in self._roots]
+        stack += [pid for pid, stat in table.items() if stat.pgid in self._roots]
         found: set[int] = set()
         while stack:
             pid = stack.pop()
             if pid in found or pid not in table:
                 continue
-            if pid in self._seen and self._seen[pid] != table[pid][3]:
+            if pid in self._seen and self._seen[pid] != table[pid].start_ticks:
                 continue  # the pid was reused by an unrelated process
             found.add(pid)
             stack.extend(children.get(pid, []))
         for pid in found:
-            self._seen.setdefault(pid, table[pid][3])
+            self._seen.setdefault(pid, table[pid].start_ticks)
         self._table = table
-        return {pid for pid in found if table[pid][2] != "Z"}
+        return {pid for pid in found if table[pid].state != "Z"}
 
     def kill(self, timeout_s: float) -> None:
         """SIGKILL leaves first, so that parents are still there to reap their children."""
@@ -414,7 +389,7 @@ class _ProcessTree:
             alive = self.refresh()
             if not alive:
                 return
-            parents = {self._table[pid][0] for pid in alive}
+            parents = {self._table[pid].ppid for pid in alive}
             for pid in (alive - parents) or alive:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
@@ -422,21 +397,3 @@ class _ProcessTree:
         remaining = self.refresh()
         if remaining:
             log.error("Airflow processes %s survived SIGKILL", sorted(remaining))
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return f"(no log: {error})"
-
-
-_LIVE: weakref.WeakSet[AirflowProcesses] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Do not leave Airflow behind when a test run or the demo dies without cleanup."""
-    for procs in list(_LIVE):
-        with contextlib.suppress(Exception):
-            procs.stop()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heartbeat.lab.ports import free_port, port_is_free, require_loopback, socket_family
-from heartbeat.lab.service import LabService, tail
+from heartbeat.lab.service import LabService, ProcStat, proc_table, tail
 
 __all__ = [
     "KeyPair",
@@ -501,25 +501,11 @@ def _reads_ssh_banner(host: str, port: int) -> bool:
         return ready
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, state) for every process visible in /proc."""
-    table: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(entry.name)] = (int(fields[1]), fields[0])
-    return table
-
-
-def _live_tree(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
+def _live_tree(table: Mapping[int, ProcStat], roots: set[int]) -> set[int]:
     """Non-zombie processes among ``roots`` and their descendants."""
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
     found: set[int] = set()
     stack = [pid for pid in roots if pid in table]
     while stack:
@@ -527,7 +513,7 @@ def _live_tree(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
         if pid not in found:
             found.add(pid)
             stack.extend(children.get(pid, []))
-    return {pid for pid in found if table[pid][1] != "Z"}
+    return {pid for pid in found if table[pid].state != "Z"}
 
 
 def _terminate_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -543,26 +529,26 @@ def _terminate_tree(proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + timeout
         while True:
             proc.poll()  # reap the listener once it is gone
-            table = _proc_table()
+            table = proc_table()
             alive = _live_tree(table, tracked)
             if not alive:
                 return
             tracked |= alive
             if time.monotonic() >= deadline:
                 break
-            parents = {table[pid][0] for pid in alive}
+            parents = {table[pid].ppid for pid in alive}
             for pid in alive - parents - signalled:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
                 signalled.add(pid)
             time.sleep(0.02)
     # Last resort: everything at once, then a short bounded reap of the listener.
-    for pid in _live_tree(_proc_table(), tracked):
+    for pid in _live_tree(proc_table(), tracked):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=1)
-    remaining = _live_tree(_proc_table(), tracked)
+    remaining = _live_tree(proc_table(), tracked)
     if remaining:
         log.error("sshd processes %s survived SIGKILL", sorted(remaining))
 
