@@ -36,11 +36,12 @@ def probe_options(settings: Settings) -> ProbeOptions:
     if settings.known_hosts_file:
         known_hosts = tuple(Path(settings.known_hosts_file).expanduser().read_text().splitlines())
     kex_algs = settings.kex_alg_list or DEFAULT_KEX_ALGS
-    unknown = [alg for alg in kex_algs if alg not in supported_kex_algs()]
+    supported = supported_kex_algs()
+    unknown = [alg for alg in kex_algs if alg not in supported]
     if unknown:
         raise SettingsError(
             f"HEARTBEAT_KEX_ALGS: unknown key exchange algorithm(s) {', '.join(unknown)}; "
-            f"supported: {', '.join(supported_kex_algs())}"
+            f"supported: {', '.join(supported)}"
         )
     return ProbeOptions(
         connect_timeout_s=settings.connect_timeout_s,

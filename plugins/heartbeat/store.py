@@ -158,9 +158,12 @@ def record_results(
                     r.ssh_handshake_ms, r.auth_ms, r.total_ms, r.banner, r.host_key, r.host_key_fingerprint,
                     r.pinned_fingerprint,
                 ))
-        conn.execute(sql.query("delete_batch_history"), {"cycle_id": cycle_id})
-        conn.execute(sql.query("insert_probe_history"))
-        candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window}).fetchall()
+        # The batch's id range, bound once: it keeps each statement to the shard's part of the tables.
+        ids = [r.server_id for r in results]
+        bounds = {"first_id": min(ids), "last_id": max(ids)}
+        conn.execute(sql.query("delete_batch_history"), {"cycle_id": cycle_id, **bounds})
+        conn.execute(sql.query("insert_probe_history"), bounds)
+        candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window, **bounds}).fetchall()
         for name in ("pin_first_host_keys", "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
         _update_flapping(conn, {row["server_id"]: bool(row["was_flapping"]) for row in candidates}, flap_rules)

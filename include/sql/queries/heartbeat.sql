@@ -31,7 +31,7 @@ SET LOCAL jit = off;
 -- INSERT .. ON CONFLICT DO UPDATE, whose speculative insertion was about a third of the insert.
 DELETE FROM probe_history ph
 WHERE ph.cycle_id = %(cycle_id)s
-  AND ph.server_id BETWEEN (SELECT min(server_id) FROM probe_batch) AND (SELECT max(server_id) FROM probe_batch)
+  AND ph.server_id BETWEEN %(first_id)s AND %(last_id)s
   AND ph.server_id IN (SELECT server_id FROM probe_batch);
 
 -- name: insert_probe_history
@@ -41,7 +41,7 @@ INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok, error_class, m
 SELECT b.server_id, b.cycle_id, b.attempted_at, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
-WHERE s.id BETWEEN (SELECT min(server_id) FROM probe_batch) AND (SELECT max(server_id) FROM probe_batch);
+WHERE s.id BETWEEN %(first_id)s AND %(last_id)s;
 
 -- name: upsert_heartbeats
 -- A retried cycle (same cycle_id) replaces its own attempt instead of counting a second failure.
@@ -74,7 +74,7 @@ WITH updated AS (
     WHERE h.server_id = b.server_id AND h.last_attempt_at <= b.attempted_at
       -- A shard is a range of ids: bounding the scan of heartbeats to it keeps a merge join
       -- from reading every row below the shard first.
-      AND h.server_id BETWEEN (SELECT min(server_id) FROM probe_batch) AND (SELECT max(server_id) FROM probe_batch)
+      AND h.server_id BETWEEN %(first_id)s AND %(last_id)s
     RETURNING h.server_id, h.flapping, h.flap_percent, h.consecutive_successes, h.consecutive_failures
 ), inserted AS (
 INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id,
