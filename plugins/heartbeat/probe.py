@@ -1,9 +1,9 @@
 """The SSH probe: TCP connect, SSH banner, key exchange with host key check, public-key
 authentication, clean close. No remote command, no pty, no forwarding of any kind.
 
-Built on asyncssh rather than the provider's ``SSHHook``: a prober needs explicit per-phase
-timeouts, exactly one attempt, and many logins in flight from one process; ``SSHHook`` retries
-every error three times and has no connect timeout by default.
+The login itself is :mod:`heartbeat.sshlogin`, not the provider's ``SSHHook``: a prober needs
+explicit per-phase timeouts, exactly one attempt, and many logins in flight from one process;
+``SSHHook`` retries every error three times and has no connect timeout by default.
 
 Three bounds keep one bad host from delaying the others, and the prober from flooding anyone:
 - sockets waiting for TCP or for a banner hold no CPU and are bounded only by ``max_open_sockets``;
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncssh
-from asyncssh.kex import get_default_kex_algs, get_kex_algs
 
 from heartbeat.config import HostKeyPolicy
 from heartbeat.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
 from heartbeat.models import ErrorClass, ProbeResult, Server
+from heartbeat.sshlogin import KEX_METHODS, LoginFailed, LoginProgress, Offer, login
 
 MAX_BANNER_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
 MAX_MESSAGE_CHARS = 300
@@ -52,46 +52,26 @@ PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
     "rsa-sha2-512",
     "rsa-sha2-256",
 )
-# asyncssh's default list with AES-GCM moved first: asyncssh runs chacha20-poly1305 by creating
-# cipher objects for every packet, about a sixth of a login's client CPU (profiled in bench/).
-# Every OpenSSH since 6.2 offers AES-GCM; the others stay for servers that do not.
-ENCRYPTION_ALGS: tuple[str, ...] = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-)
-
-
 def _default_kex_algs() -> tuple[str, ...]:
-    """ECDH on NIST P-256 first, then asyncssh's default order (without GSS, which needs Kerberos).
+    """ECDH on NIST P-256 first, then X25519, the larger curves, and finite-field groups last.
 
     OpenSSH up to 9.x computes P-256 with OpenSSL's optimised code but X25519 with its own portable
     code: a login that agrees on P-256 costs the monitored sshd about 4 ms less CPU, a quarter of
     its CPU per login (bench/fleet_bench.py, docs/benchmarks.md). The monitor logs in to every
-    server every 30 s; the session carries no data, so a post-quantum hybrid exchange (asyncssh's
-    first choice) would protect nothing and cost the servers most. HEARTBEAT_KEX_ALGS overrides.
+    server every 30 s; the session carries no data, so a post-quantum hybrid exchange would protect
+    nothing and cost the servers most. HEARTBEAT_KEX_ALGS overrides.
     """
-    first = "ecdh-sha2-nistp256"
-    rest = [alg.decode() for alg in get_default_kex_algs() if not alg.startswith(b"gss-")]
-    return (first, *(alg for alg in rest if alg != first))
+    return tuple(KEX_METHODS)
 
 
 DEFAULT_KEX_ALGS: tuple[str, ...] = _default_kex_algs()
 
 
 def supported_kex_algs() -> tuple[str, ...]:
-    return tuple(alg.decode() for alg in get_kex_algs() if not alg.startswith(b"gss-"))
+    return tuple(KEX_METHODS)
 
 
 log = logging.getLogger(__name__)
-
-
-def quiet_ssh_loggers() -> None:
-    """asyncssh logs about ten INFO lines per login; a fleet of thousands would drown the task log."""
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -125,45 +105,18 @@ class CredentialsError:
     message: str
 
 
-class _ProbeFailed(Exception):
-    def __init__(self, error_class: ErrorClass, message: str) -> None:
-        super().__init__(message)
-        self.error_class = error_class
-        self.message = message
-
-
 @dataclass
-class _Trace:
+class _Trace(LoginProgress):
     """Timestamps (perf_counter seconds) and facts gathered while one probe runs."""
 
-    started: float
+    started: float = 0.0
     tcp_done: float | None = None
-    host_key_at: float | None = None
-    auth_done: float | None = None
     banner: str | None = None
-    host_key: str | None = None
-    verdict: HostKeyVerdict | None = None
 
     def ms(self, start: float | None, end: float | None) -> float | None:
         if start is None or end is None:
             return None
         return round((end - start) * 1000.0, 3)
-
-
-class _ProbeClient(asyncssh.SSHClient):
-    def __init__(self, trace: _Trace, decide: Callable[[str], HostKeyVerdict]) -> None:
-        self._trace = trace
-        self._decide = decide
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        presented = key.export_public_key("openssh").decode("ascii").split()
-        self._trace.host_key = f"{presented[0]} {presented[1]}"
-        self._trace.host_key_at = time.perf_counter()
-        self._trace.verdict = self._decide(self._trace.host_key)
-        return self._trace.verdict.accept
-
-    def auth_completed(self) -> None:
-        self._trace.auth_done = time.perf_counter()
 
 
 def _short(text: str) -> str:
@@ -189,9 +142,9 @@ async def _resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, tu
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s
         )
     except TimeoutError:
-        raise _ProbeFailed(ErrorClass.DNS, f"name lookup of {host!r} took longer than {timeout_s:g} s")
+        raise LoginFailed(ErrorClass.DNS, f"name lookup of {host!r} took longer than {timeout_s:g} s")
     except socket.gaierror as exc:
-        raise _ProbeFailed(ErrorClass.DNS, f"name {host!r} does not resolve: {exc.strerror}")
+        raise LoginFailed(ErrorClass.DNS, f"name {host!r} does not resolve: {exc.strerror}")
     return [(info[0], info[4]) for info in infos]
 
 
@@ -201,7 +154,7 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
     deadline = time.perf_counter() + timeout_s
     addresses = await _resolve(host, port, timeout_s)
     loop = asyncio.get_running_loop()
-    last: _ProbeFailed | None = None
+    last: LoginFailed | None = None
     for family, sockaddr in addresses[:8]:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -214,17 +167,17 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
             return sock
         except TimeoutError:
             sock.close()
-            last = _ProbeFailed(ErrorClass.TIMEOUT, f"TCP connect to port {port} timed out after {timeout_s:g} s")
+            last = LoginFailed(ErrorClass.TIMEOUT, f"TCP connect to port {port} timed out after {timeout_s:g} s")
         except ConnectionRefusedError:
             sock.close()
-            last = _ProbeFailed(ErrorClass.REFUSED, f"connection refused on port {port}")
+            last = LoginFailed(ErrorClass.REFUSED, f"connection refused on port {port}")
         except OSError as exc:
             sock.close()
             if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
-                last = _ProbeFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({sockaddr[0]})")
+                last = LoginFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({sockaddr[0]})")
             else:
-                last = _ProbeFailed(ErrorClass.OTHER, f"TCP connect failed: {exc.strerror or exc}")
-    raise last or _ProbeFailed(ErrorClass.TIMEOUT, f"TCP connect timed out after {timeout_s:g} s")
+                last = LoginFailed(ErrorClass.OTHER, f"TCP connect failed: {exc.strerror or exc}")
+    raise last or LoginFailed(ErrorClass.TIMEOUT, f"TCP connect timed out after {timeout_s:g} s")
 
 
 async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
@@ -237,7 +190,7 @@ async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
     while True:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            raise _ProbeFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
+            raise LoginFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
         readable: asyncio.Future[None] = loop.create_future()
 
         def wake(future: asyncio.Future[None] = readable) -> None:
@@ -248,7 +201,7 @@ async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
         try:
             await asyncio.wait_for(readable, remaining)
         except TimeoutError:
-            raise _ProbeFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
+            raise LoginFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
         finally:
             loop.remove_reader(sock.fileno())
         try:
@@ -256,42 +209,23 @@ async def _wait_for_banner(sock: socket.socket, deadline: float) -> str:
         except BlockingIOError:
             continue
         except OSError as exc:
-            raise _ProbeFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
+            raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
         if not data:
-            raise _ProbeFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
+            raise LoginFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
         if data.startswith(b"Exceeded MaxStartups"):
-            raise _ProbeFailed(
+            raise LoginFailed(
                 ErrorClass.REFUSED,
                 "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
             )
         if not b"SSH-"[: len(data)] == data[:4]:
-            raise _ProbeFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
+            raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
         newline = data.find(b"\n")
         if newline >= 0:
             return data[:newline].rstrip(b"\r").decode("ascii", "replace")
         if len(data) > MAX_BANNER_BYTES:
-            raise _ProbeFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_BANNER_BYTES} bytes")
+            raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_BANNER_BYTES} bytes")
         # A partial line: give the server a moment to send the rest (bounded by the deadline).
         await asyncio.sleep(min(0.02, max(0.0, deadline - time.perf_counter())))
-
-
-def _classify_ssh_error(exc: BaseException, trace: _Trace) -> _ProbeFailed:
-    if isinstance(exc, asyncssh.HostKeyNotVerifiable) and trace.verdict is not None:
-        return _ProbeFailed(trace.verdict.error_class or ErrorClass.HOST_KEY_CHANGED, trace.verdict.message)
-    if isinstance(exc, asyncssh.PermissionDenied):
-        return _ProbeFailed(ErrorClass.AUTH, "public key authentication was refused")
-    if isinstance(exc, asyncssh.KeyExchangeFailed):
-        return _ProbeFailed(ErrorClass.KEX, f"key exchange failed: {_short(str(exc))}")
-    if isinstance(exc, asyncssh.ProtocolNotSupported):
-        return _ProbeFailed(ErrorClass.BANNER, f"unsupported SSH protocol: {_short(str(exc))}")
-    if isinstance(exc, (asyncssh.ConnectionLost, ConnectionError, asyncssh.DisconnectError, EOFError)):
-        reason = _short(str(exc)) or type(exc).__name__
-        if trace.host_key is None:
-            return _ProbeFailed(ErrorClass.KEX, f"connection closed during key exchange: {reason}")
-        return _ProbeFailed(ErrorClass.OTHER, f"connection closed during authentication: {reason}")
-    if isinstance(exc, asyncssh.Error):
-        return _ProbeFailed(ErrorClass.OTHER, _short(str(exc)))
-    return _ProbeFailed(ErrorClass.OTHER, f"{type(exc).__name__}: {_short(str(exc))}")
 
 
 class Prober:
@@ -340,12 +274,12 @@ class Prober:
         try:
             creds = self.credentials.get(server.conn_id)
             if creds is None:
-                raise _ProbeFailed(ErrorClass.OTHER, f"no credentials loaded for connection {server.conn_id!r}")
+                raise LoginFailed(ErrorClass.OTHER, f"no credentials loaded for connection {server.conn_id!r}")
             if isinstance(creds, CredentialsError):
-                raise _ProbeFailed(ErrorClass.OTHER, creds.message)
+                raise LoginFailed(ErrorClass.OTHER, creds.message)
             username = server.username or creds.username
             if not username:
-                raise _ProbeFailed(
+                raise LoginFailed(
                     ErrorClass.OTHER,
                     f"no username: set one on the server or as the login of connection {server.conn_id!r}",
                 )
@@ -356,8 +290,7 @@ class Prober:
             assert self._login_slots is not None
             async with self._login_slots:
                 await self._login(server, username, creds, sock, trace, budget_s)
-                sock = None  # owned and closed by asyncssh now
-        except _ProbeFailed as failed:
+        except LoginFailed as failed:
             return self._result(server, attempted_at, trace, failed.error_class, failed.message)
         except Exception as exc:  # a probe never raises: a down server is data
             log.debug("probe of %s failed unexpectedly", server.name, exc_info=True)
@@ -380,44 +313,14 @@ class Prober:
         if server.host_key:
             pinned_algs = HOST_KEY_ALGS_BY_KEY_TYPE.get(key_type_of(server.host_key), ())
             preferred = pinned_algs + tuple(a for a in preferred if a not in pinned_algs)
-        decide = self._decider(server)
-        conn: asyncssh.SSHClientConnection | None = None
+        offer = Offer(kex_algs=self.options.kex_algs, host_key_algs=preferred)
         try:
             async with asyncio.timeout(budget_s):
-                conn, _ = await asyncssh.create_connection(
-                    lambda: _ProbeClient(trace, decide),
-                    sock=sock,
-                    host=server.host,
-                    port=server.port,
-                    config=None,
-                    username=username,
-                    client_keys=[creds.key],
-                    known_hosts=([], [], []),  # every key goes through _ProbeClient's decision
-                    server_host_key_algs=list(preferred),
-                    preferred_auth=["publickey"],
-                    agent_path=None,
-                    agent_forwarding=False,
-                    ignore_encrypted=True,
-                    password=None,
-                    kbdint_auth=False,
-                    gss_host=None,
-                    keepalive_interval=0,
-                    login_timeout=budget_s,
-                    connect_timeout=None,
-                    compression_algs=None,
-                    encryption_algs=list(ENCRYPTION_ALGS),
-                    kex_algs=list(self.options.kex_algs),
-                )
-                conn.close()
-                await conn.wait_closed()
+                await login(sock, username, creds.key, offer, self._decider(server), trace)
         except TimeoutError:
-            sock.close()
             if trace.host_key is None:
-                raise _ProbeFailed(ErrorClass.TIMEOUT, "key exchange did not finish before the probe timeout")
-            raise _ProbeFailed(ErrorClass.TIMEOUT, "authentication did not finish before the probe timeout")
-        except Exception as exc:
-            sock.close()
-            raise _classify_ssh_error(exc, trace)
+                raise LoginFailed(ErrorClass.TIMEOUT, "key exchange did not finish before the probe timeout")
+            raise LoginFailed(ErrorClass.TIMEOUT, "authentication did not finish before the probe timeout")
 
     def _result(
         self,
@@ -465,7 +368,6 @@ def probe_servers(
     trigger would also walk the caller's whole heap (all of Airflow in a task process: about
     0.5 ms per login). That heap is frozen out of the collector for the duration.
     """
-    quiet_ssh_loggers()
     gc.freeze()
     try:
         return asyncio.run(Prober(options, credentials, now).probe_all(servers))

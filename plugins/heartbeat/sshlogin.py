@@ -1,0 +1,468 @@
+"""An SSH-2 login and nothing else: version exchange, key exchange, host key check, public-key
+authentication, disconnect. No channel is ever opened.
+
+A general SSH library spends most of a heartbeat's client CPU on machinery the heartbeat never
+uses (channels, a ``none`` authentication and a public-key query before the signed request,
+per-packet logging). This client sends the signed request straight away and reads every reply
+through one small loop: about a third of the CPU per login (``bench/fleet_bench.py``).
+
+What it checks, as any SSH client must: the server's signature over the exchange hash with the
+negotiated host key algorithm, before the host key decision is asked; the peer's ECDH/X25519/DH
+public value; every packet's MAC or AEAD tag; strict key exchange (OpenSSH's
+``kex-strict-*-v00``, the Terrapin countermeasure) when the server offers it. Keys are parsed,
+signed and verified by asyncssh's key classes (``SSHKey``), so every key format asyncssh loads
+works here.
+
+Errors are :class:`LoginFailed` with the probe's error class and a message for people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncssh
+from asyncssh.public_key import decode_ssh_public_key
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from heartbeat.hostkeys import HostKeyVerdict
+from heartbeat.models import ErrorClass
+from heartbeat.sshwire import (
+    CIPHER_SIZES,
+    MACS,
+    PacketCipher,
+    PlainCipher,
+    ProtocolError,
+    Reader,
+    derive_key,
+    make_cipher,
+    mpint,
+    name_list,
+    string,
+    uint32,
+)
+
+CLIENT_VERSION = b"SSH-2.0-heartbeat_1"
+MAX_VERSION_LINE_BYTES = 255
+MAX_SKIPPED_MESSAGES = 64  # IGNORE/DEBUG/BANNER messages tolerated in one wait
+
+MSG_DISCONNECT, MSG_IGNORE, MSG_UNIMPLEMENTED, MSG_DEBUG = 1, 2, 3, 4
+MSG_SERVICE_REQUEST, MSG_SERVICE_ACCEPT, MSG_EXT_INFO = 5, 6, 7
+MSG_KEXINIT, MSG_NEWKEYS = 20, 21
+MSG_KEX_INIT, MSG_KEX_REPLY = 30, 31  # KEXDH_INIT / KEX_ECDH_INIT and their replies share numbers
+MSG_USERAUTH_REQUEST, MSG_USERAUTH_FAILURE, MSG_USERAUTH_SUCCESS, MSG_USERAUTH_BANNER = 50, 51, 52, 53
+DISCONNECT_BY_APPLICATION = 11
+
+STRICT_KEX_CLIENT = "kex-strict-c-v00@openssh.com"
+STRICT_KEX_SERVER = "kex-strict-s-v00@openssh.com"
+EXT_INFO_CLIENT = "ext-info-c"
+
+def _modp_prime(bits: int) -> int:
+    """The RFC 3526 MODP group primes, as asyncssh ships them; only servers without
+    elliptic-curve key exchange (OpenSSH before 5.7) need them."""
+    from asyncssh import kex_dh
+
+    return int(getattr(kex_dh, {2048: "_group14_p", 4096: "_group16_p", 8192: "_group18_p"}[bits]))
+
+
+# name: (hash, kind, curve or group size)
+KEX_METHODS: dict[str, tuple[str, str, int]] = {
+    "ecdh-sha2-nistp256": ("sha256", "ecdh", 256),
+    "curve25519-sha256": ("sha256", "x25519", 0),
+    "curve25519-sha256@libssh.org": ("sha256", "x25519", 0),
+    "ecdh-sha2-nistp384": ("sha384", "ecdh", 384),
+    "ecdh-sha2-nistp521": ("sha512", "ecdh", 521),
+    "diffie-hellman-group16-sha512": ("sha512", "modp", 4096),
+    "diffie-hellman-group18-sha512": ("sha512", "modp", 8192),
+    "diffie-hellman-group14-sha256": ("sha256", "modp", 2048),
+}
+DH_EXPONENT_BITS = 512  # twice the strength of the strongest cipher offered (RFC 8268 section 4)
+_CURVES: dict[int, ec.EllipticCurve] = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1()}
+
+HOST_KEY_ALGS: dict[str, bytes] = {  # signature algorithm: the key type that makes it
+    "ssh-ed25519": b"ssh-ed25519",
+    "ecdsa-sha2-nistp256": b"ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384": b"ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521": b"ecdsa-sha2-nistp521",
+    "rsa-sha2-512": b"ssh-rsa",
+    "rsa-sha2-256": b"ssh-rsa",
+    "ssh-rsa": b"ssh-rsa",
+}
+# AES-GCM first: one AEAD call per packet, the cheapest on the client and on sshd.
+CIPHERS: tuple[str, ...] = tuple(CIPHER_SIZES)
+MAC_ALGS: tuple[str, ...] = tuple(MACS)
+
+
+class LoginFailed(Exception):
+    """Why a login did not complete: the probe's error class and a one-line message."""
+
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+
+
+@dataclass
+class LoginProgress:
+    """What a login has learnt so far; perf_counter timestamps."""
+
+    host_key: str | None = None  # "type base64", as in known_hosts
+    host_key_at: float | None = None
+    verdict: HostKeyVerdict | None = None
+    auth_done: float | None = None
+    kex_alg: str | None = None
+    cipher: str | None = None
+    strict_kex: bool = False
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the client proposes, each in order of preference."""
+
+    kex_algs: tuple[str, ...]
+    host_key_algs: tuple[str, ...]
+    ciphers: tuple[str, ...] = CIPHERS
+    macs: tuple[str, ...] = MAC_ALGS
+
+
+def _first_common(category: str, ours: Sequence[str], theirs: Sequence[str]) -> str:
+    for name in ours:
+        if name in theirs:
+            return name
+    offered = ",".join(t for t in theirs if t not in (STRICT_KEX_SERVER, "ext-info-s")) or "nothing"
+    raise LoginFailed(ErrorClass.KEX, f"key exchange failed: no common {category}; the server offers {offered}"[:300])
+
+
+class _KeyAgreement:
+    """One side of an ECDH, X25519 or finite-field DH exchange."""
+
+    def __init__(self, kind: str, size: int) -> None:
+        self.kind = kind
+        self._ec: ec.EllipticCurvePrivateKey | None = None
+        self._x25519: x25519.X25519PrivateKey | None = None
+        if kind == "ecdh":
+            self._ec = ec.generate_private_key(_CURVES[size])
+            self.public = self._ec.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        elif kind == "x25519":
+            self._x25519 = x25519.X25519PrivateKey.generate()
+            self.public = self._x25519.public_key().public_bytes_raw()
+        else:
+            self._p = _modp_prime(size)
+            self._x = secrets.randbits(DH_EXPONENT_BITS) | 1 << (DH_EXPONENT_BITS - 1)
+            self.public = mpint(pow(2, self._x, self._p))
+
+    def init_message(self) -> bytes:
+        return bytes((MSG_KEX_INIT,)) + (self.public if self.kind == "modp" else string(self.public))
+
+    def read_peer(self, reply: Reader) -> tuple[bytes, int]:
+        """The peer's public value as hashed, and the shared secret K."""
+        try:
+            if self._ec is not None:
+                peer = reply.string()
+                point = ec.EllipticCurvePublicKey.from_encoded_point(self._ec.curve, peer)
+                return string(peer), int.from_bytes(self._ec.exchange(ec.ECDH(), point), "big")
+            if self._x25519 is not None:
+                peer = reply.string()
+                if len(peer) != 32:
+                    raise ValueError("X25519 public value is not 32 bytes")
+                shared = self._x25519.exchange(x25519.X25519PublicKey.from_public_bytes(peer))
+                return string(peer), int.from_bytes(shared, "big")
+            f = reply.mpint()
+            if not 1 < f < self._p - 1:
+                raise ValueError("DH public value out of range")
+            return mpint(f), pow(f, self._x, self._p)
+        except ValueError as exc:
+            raise LoginFailed(ErrorClass.KEX, f"key exchange failed: the server's public value is invalid ({exc})")
+
+
+class _Transport:
+    """Packets over a connected non-blocking socket: sequence numbers, ciphers, a read buffer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._send_cipher: PacketCipher = PlainCipher()
+        self._recv_cipher: PacketCipher = PlainCipher()
+        self.send_seq = 0
+        self.recv_seq = 0
+        self._out: list[bytes] = []
+
+    async def _fill(self, size: int) -> None:
+        while len(self._buffer) < size:
+            data = await self._loop.sock_recv(self._sock, 16384)
+            if not data:
+                raise ConnectionResetError("the server closed the connection")
+            self._buffer += data
+
+    async def read_version(self) -> bytes:
+        """The server's version line (lines before it are not allowed: the banner check refused them)."""
+        for _ in range(MAX_VERSION_LINE_BYTES + 2):
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end]).rstrip(b"\r")
+                del self._buffer[:end + 1]
+                return line
+            if len(self._buffer) > MAX_VERSION_LINE_BYTES:
+                break
+            await self._fill(len(self._buffer) + 1)
+        raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
+
+    def queue(self, payload: bytes) -> None:
+        self._out.append(self._send_cipher.seal(self.send_seq, payload))
+        self.send_seq = (self.send_seq + 1) & 0xFFFFFFFF
+
+    def queue_raw(self, data: bytes) -> None:
+        self._out.append(data)
+
+    async def flush(self) -> None:
+        data, self._out = b"".join(self._out), []
+        await self._loop.sock_sendall(self._sock, data)
+
+    def set_send_cipher(self, cipher: PacketCipher) -> None:
+        self._send_cipher = cipher
+
+    def set_recv_cipher(self, cipher: PacketCipher) -> None:
+        self._recv_cipher = cipher
+
+    async def read_packet(self) -> bytes:
+        cipher = self._recv_cipher
+        await self._fill(cipher.head_bytes)
+        size = cipher.packet_bytes(self.recv_seq, bytes(self._buffer[:cipher.head_bytes]))
+        await self._fill(size)
+        packet = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        payload = cipher.open(self.recv_seq, packet)
+        self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
+        if not payload:
+            raise ProtocolError("empty message")
+        return payload
+
+    def close_politely(self) -> None:
+        """Send what is queued without waiting, then stop writing (the caller closes the socket)."""
+        try:
+            self._sock.send(b"".join(self._out))
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _disconnect_reason(payload: bytes) -> str:
+    reader = Reader(payload, 1)
+    try:
+        code = reader.uint32()
+        text = reader.string().decode("utf-8", "replace")
+    except ProtocolError:
+        return "the server disconnected"
+    return f"the server disconnected (code {code}): {' '.join(text.split())[:200]}"
+
+
+class _Login:
+    def __init__(self, sock: socket.socket, username: str, client_key: asyncssh.SSHKey, offer: Offer,
+                 decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
+        self.wire = _Transport(sock)
+        self.username = username
+        self.client_key = client_key
+        self.offer = offer
+        self.decide = decide
+        self.progress = progress
+        self.strict = False
+        self.in_initial_kex = True
+        self.server_sig_algs: list[str] | None = None
+
+    async def next_message(self, expected: set[int]) -> bytes:
+        """The next message of a type in ``expected``; IGNORE, DEBUG and UNIMPLEMENTED are skipped
+        (outside a strict initial key exchange), DISCONNECT ends the login."""
+        for _ in range(MAX_SKIPPED_MESSAGES):
+            payload = await self.wire.read_packet()
+            kind = payload[0]
+            if kind in expected:
+                return payload
+            if kind == MSG_DISCONNECT:
+                raise ConnectionResetError(_disconnect_reason(payload))
+            if kind in (MSG_IGNORE, MSG_DEBUG, MSG_UNIMPLEMENTED) and not (self.strict and self.in_initial_kex):
+                continue
+            if kind == MSG_USERAUTH_BANNER and MSG_USERAUTH_SUCCESS in expected:
+                continue
+            if kind == MSG_EXT_INFO and not self.in_initial_kex:
+                self._read_ext_info(payload)
+                continue
+            raise ProtocolError(f"unexpected message type {kind}")
+        raise ProtocolError(f"more than {MAX_SKIPPED_MESSAGES} messages without an answer")
+
+    def _read_ext_info(self, payload: bytes) -> None:
+        reader = Reader(payload, 1)
+        for _ in range(min(reader.uint32(), 64)):
+            name = reader.string()
+            value = reader.string()
+            if name == b"server-sig-algs":
+                self.server_sig_algs = value.decode("ascii", "replace").split(",")
+
+    def kexinit(self) -> bytes:
+        offer = self.offer
+        return b"".join((
+            bytes((MSG_KEXINIT,)), os.urandom(16),
+            name_list((*offer.kex_algs, EXT_INFO_CLIENT, STRICT_KEX_CLIENT)),
+            name_list(offer.host_key_algs),
+            name_list(offer.ciphers), name_list(offer.ciphers),
+            name_list(offer.macs), name_list(offer.macs),
+            name_list(("none",)), name_list(("none",)),
+            name_list(()), name_list(()),
+            b"\x00", uint32(0),
+        ))
+
+    async def run(self) -> None:
+        wire = self.wire
+        client_kexinit = self.kexinit()
+        wire.queue_raw(CLIENT_VERSION + b"\r\n")
+        wire.queue(client_kexinit)
+        await wire.flush()
+        server_version = await wire.read_version()
+        if not server_version.startswith((b"SSH-2.0-", b"SSH-1.99-")):
+            raise LoginFailed(ErrorClass.BANNER, "unsupported SSH protocol: "
+                              + server_version[:80].decode("ascii", "replace"))
+        first_seq = wire.recv_seq
+        server_kexinit = await self.next_message({MSG_KEXINIT})
+        kex_alg, host_key_alg, ciphers, macs = self._negotiate(server_kexinit, first_seq)
+
+        hash_name, kind, size = KEX_METHODS[kex_alg]
+        agreement = _KeyAgreement(kind, size)
+        wire.queue(agreement.init_message())
+        await wire.flush()
+        reply = Reader(await self.next_message({MSG_KEX_REPLY}), 1)
+        host_key_blob = reply.string()
+        client_public = agreement.public if kind == "modp" else string(agreement.public)
+        server_public, shared = agreement.read_peer(reply)
+        signature = reply.string()
+        shared_mpint = mpint(shared)
+        exchange_hash = hashlib.new(hash_name, b"".join((
+            string(CLIENT_VERSION), string(server_version), string(client_kexinit), string(server_kexinit),
+            string(host_key_blob), client_public, server_public, shared_mpint,
+        ))).digest()
+        self._check_host_key(host_key_alg, host_key_blob, exchange_hash, signature)
+
+        def keys(letter: bytes, size: int) -> bytes:
+            return derive_key(hash_name, shared_mpint, exchange_hash, letter, exchange_hash, size)
+
+        wire.queue(bytes((MSG_NEWKEYS,)))
+        wire.set_send_cipher(self._cipher(ciphers[0], macs[0], keys, b"A", b"C", b"E"))
+        if self.strict:
+            wire.send_seq = 0
+        wire.queue(bytes((MSG_SERVICE_REQUEST,)) + string(b"ssh-userauth"))
+        await wire.flush()
+        await self.next_message({MSG_NEWKEYS})
+        wire.set_recv_cipher(self._cipher(ciphers[1], macs[1], keys, b"B", b"D", b"F"))
+        if self.strict:
+            wire.recv_seq = 0
+        self.in_initial_kex = False
+        await self.next_message({MSG_SERVICE_ACCEPT})
+
+        wire.queue(self._signed_auth_request(exchange_hash))
+        await wire.flush()
+        answer = await self.next_message({MSG_USERAUTH_SUCCESS, MSG_USERAUTH_FAILURE})
+        if answer[0] == MSG_USERAUTH_FAILURE:
+            raise LoginFailed(ErrorClass.AUTH, "public key authentication was refused")
+        self.progress.auth_done = time.perf_counter()
+        wire.queue(bytes((MSG_DISCONNECT,)) + uint32(DISCONNECT_BY_APPLICATION)
+                   + string(b"heartbeat done") + string(b""))
+        wire.close_politely()
+
+    def _negotiate(self, server_kexinit: bytes, first_seq: int
+                   ) -> tuple[str, str, tuple[str, str], tuple[str | None, str | None]]:
+        reader = Reader(server_kexinit, 17)  # message type and cookie
+        lists = [reader.name_list() for _ in range(10)]
+        if reader.boolean():  # first_kex_packet_follows: only right if both first choices agree
+            raise ProtocolError("the server sent a guessed key exchange packet (not supported)")
+        self.strict = STRICT_KEX_SERVER in lists[0]
+        if self.strict and first_seq != 0:
+            raise LoginFailed(ErrorClass.KEX, "key exchange failed: strict key exchange and KEXINIT was not "
+                              "the first message")
+        kex_alg = _first_common("key exchange algorithm", self.offer.kex_algs, lists[0])
+        host_key_alg = _first_common("host key algorithm", self.offer.host_key_algs, lists[1])
+        cipher_c2s = _first_common("cipher", self.offer.ciphers, lists[2])
+        cipher_s2c = _first_common("cipher", self.offer.ciphers, lists[3])
+        mac_c2s = None if CIPHER_SIZES[cipher_c2s][2] else _first_common("MAC", self.offer.macs, lists[4])
+        mac_s2c = None if CIPHER_SIZES[cipher_s2c][2] else _first_common("MAC", self.offer.macs, lists[5])
+        _first_common("compression", ("none",), lists[6])
+        _first_common("compression", ("none",), lists[7])
+        self.progress.kex_alg = kex_alg
+        self.progress.strict_kex = self.strict
+        self.progress.cipher = cipher_c2s
+        return kex_alg, host_key_alg, (cipher_c2s, cipher_s2c), (mac_c2s, mac_s2c)
+
+    @staticmethod
+    def _cipher(name: str, mac: str | None, keys: Callable[[bytes, int], bytes],
+                iv_letter: bytes, key_letter: bytes, mac_letter: bytes) -> PacketCipher:
+        key_bytes, iv_bytes, _ = CIPHER_SIZES[name]
+        mac_key = keys(mac_letter, MACS[mac][1]) if mac else b""
+        iv = keys(iv_letter, iv_bytes) if iv_bytes else b""
+        return make_cipher(name, mac, keys(key_letter, key_bytes), iv, mac_key)
+
+    def _check_host_key(self, host_key_alg: str, blob: bytes, exchange_hash: bytes, signature: bytes) -> None:
+        try:
+            key = decode_ssh_public_key(blob)
+        except asyncssh.KeyImportError as exc:
+            raise LoginFailed(ErrorClass.KEX, f"key exchange failed: unreadable host key ({exc})")
+        if key.algorithm != HOST_KEY_ALGS[host_key_alg]:
+            raise LoginFailed(ErrorClass.KEX, f"key exchange failed: the server agreed on {host_key_alg} "
+                              f"but sent a {key.algorithm.decode('ascii', 'replace')} key")
+        sig_reader = Reader(signature)
+        if sig_reader.string() != host_key_alg.encode() or not key.verify(exchange_hash, signature):
+            raise LoginFailed(ErrorClass.KEX, "key exchange failed: the host key's signature does not verify "
+                              "(the server does not hold the private key it presents)")
+        presented = f"{key.algorithm.decode('ascii')} {base64.b64encode(blob).decode('ascii')}"
+        self.progress.host_key = presented
+        self.progress.host_key_at = time.perf_counter()
+        verdict = self.progress.verdict = self.decide(presented)
+        if not verdict.accept:
+            raise LoginFailed(verdict.error_class or ErrorClass.HOST_KEY_CHANGED, verdict.message)
+
+    def _signed_auth_request(self, session_id: bytes) -> bytes:
+        key = self.client_key
+        sig_alg = self._signature_algorithm()
+        user = self.username.encode("utf-8")
+        blob = key.public_data
+        request = b"".join((
+            bytes((MSG_USERAUTH_REQUEST,)), string(user), string(b"ssh-connection"), string(b"publickey"),
+            b"\x01", string(sig_alg), string(blob),
+        ))
+        return request + string(key.sign(string(session_id) + request, sig_alg))
+
+    def _signature_algorithm(self) -> bytes:
+        algs = [a for a in self.client_key.sig_algorithms if not a.startswith(b"x509v3-")]
+        if self.client_key.algorithm == b"ssh-rsa":
+            if self.server_sig_algs is None:
+                return b"ssh-rsa"  # a server without extension negotiation knows only SHA-1 RSA signatures
+            for preferred in (b"rsa-sha2-512", b"rsa-sha2-256", b"ssh-rsa"):
+                if preferred.decode() in self.server_sig_algs:
+                    return preferred
+        return algs[0] if algs else self.client_key.algorithm
+
+
+async def login(sock: socket.socket, username: str, client_key: asyncssh.SSHKey, offer: Offer,
+                decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
+    """Log in over ``sock`` (connected, the server's version line not yet consumed) and disconnect.
+
+    Raises :class:`LoginFailed`; the caller bounds the time (``asyncio.timeout``) and closes the socket.
+    """
+    try:
+        await _Login(sock, username, client_key, offer, decide, progress).run()
+    except LoginFailed:
+        raise
+    except ProtocolError as exc:
+        phase = "key exchange" if progress.host_key is None else "authentication"
+        raise LoginFailed(ErrorClass.KEX if progress.host_key is None else ErrorClass.OTHER,
+                          f"protocol error during {phase}: {exc}")
+    except (ConnectionError, EOFError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if progress.host_key is None:
+            raise LoginFailed(ErrorClass.KEX, f"connection closed during key exchange: {reason}")
+        raise LoginFailed(ErrorClass.OTHER, f"connection closed during authentication: {reason}")

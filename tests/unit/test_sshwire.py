@@ -1,0 +1,141 @@
+"""Packet framing and ciphers of the SSH login client, and its host key signature check,
+without a network: what one side seals the other opens, and any change is refused."""
+
+from __future__ import annotations
+
+import os
+
+import asyncssh
+import pytest
+
+from heartbeat.hostkeys import HostKeyVerdict
+from heartbeat.models import ErrorClass
+from heartbeat.sshlogin import LoginFailed, LoginProgress, Offer, _Login
+from heartbeat.sshwire import (
+    CIPHER_SIZES,
+    MACS,
+    PlainCipher,
+    ProtocolError,
+    Reader,
+    make_cipher,
+    mpint,
+    string,
+    uint32,
+)
+
+CIPHER_AND_MAC = (
+    [(c, None) for c, (_, _, aead) in CIPHER_SIZES.items() if aead]
+    + [("aes128-ctr", mac) for mac in MACS]
+    + [("aes256-ctr", "hmac-sha2-256"), ("aes192-ctr", "hmac-sha2-512-etm@openssh.com")]
+)
+
+
+def pair(name: str, mac: str | None):
+    key_bytes, iv_bytes, _ = CIPHER_SIZES[name]
+    key, iv = os.urandom(key_bytes), os.urandom(iv_bytes)
+    mac_key = os.urandom(MACS[mac][1]) if mac else b""
+    return make_cipher(name, mac, key, iv, mac_key), make_cipher(name, mac, key, iv, mac_key)
+
+
+def open_packet(receiver, seq: int, wire: bytes) -> bytes:
+    size = receiver.packet_bytes(seq, wire[:receiver.head_bytes])
+    assert size == len(wire)
+    return receiver.open(seq, wire)
+
+
+@pytest.mark.parametrize(("name", "mac"), CIPHER_AND_MAC)
+def test_should_open_what_the_other_side_sealed_packet_after_packet(name: str, mac: str | None):
+    sender, receiver = pair(name, mac)
+    for seq, payload in enumerate([b"\x05" + string(b"ssh-userauth"), b"\x32" + os.urandom(700), b"\x02"]):
+        wire = sender.seal(seq, payload)
+        assert len(payload) < 8 or payload not in wire  # encrypted
+        assert open_packet(receiver, seq, wire) == payload
+
+
+@pytest.mark.parametrize(("name", "mac"), CIPHER_AND_MAC)
+def test_should_refuse_a_packet_changed_in_transit(name: str, mac: str | None):
+    sender, receiver = pair(name, mac)
+    wire = bytearray(sender.seal(3, b"\x34" + bytes(40)))
+    wire[-20] ^= 0x01
+    with pytest.raises(ProtocolError, match="authentication failed"):
+        open_packet(receiver, 3, bytes(wire))
+
+
+def test_should_refuse_a_packet_with_another_sequence_number():
+    sender, receiver = pair("chacha20-poly1305@openssh.com", None)
+    wire = sender.seal(7, b"\x34")
+    with pytest.raises(ProtocolError):
+        open_packet(receiver, 8, wire)
+
+
+@pytest.mark.parametrize("length", [0, 3, 256 * 1024 + 8, 0xFFFFFFFF])
+def test_should_refuse_a_packet_length_out_of_bounds_before_reading_it(length: int):
+    with pytest.raises(ProtocolError, match="out of bounds"):
+        PlainCipher().packet_bytes(0, uint32(length))
+
+
+def test_should_read_fields_and_refuse_to_run_past_the_end():
+    reader = Reader(string(b"abc") + mpint(2**64) + b"\x01")
+    assert (reader.string(), reader.mpint(), reader.boolean()) == (b"abc", 2**64, True)
+    with pytest.raises(ProtocolError):
+        reader.byte()
+    with pytest.raises(ProtocolError):
+        Reader(uint32(5) + b"abc").string()
+
+
+def test_should_encode_mpints_as_rfc_4251_shows():
+    assert mpint(0) == bytes.fromhex("00000000")
+    assert mpint(0x9A378F9B2E332A7) == bytes.fromhex("0000000809a378f9b2e332a7")
+    assert mpint(0x80) == bytes.fromhex("000000020080")
+
+
+def host_key_check(decide=lambda _: HostKeyVerdict(accept=True)) -> _Login:
+    offer = Offer(kex_algs=("ecdh-sha2-nistp256",), host_key_algs=("ssh-ed25519",))
+    login = _Login.__new__(_Login)
+    login.offer, login.decide, login.progress = offer, decide, LoginProgress()
+    return login
+
+
+def test_should_refuse_a_host_key_whose_signature_does_not_verify():
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    exchange_hash = os.urandom(32)
+    signature = host_key.sign(os.urandom(32), b"ssh-ed25519")  # signed something else
+    check = host_key_check()
+    with pytest.raises(LoginFailed, match="signature does not verify") as failed:
+        check._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash, signature)
+    assert failed.value.error_class == ErrorClass.KEX
+    assert check.progress.host_key is None  # never offered to the host key decision
+
+
+def test_should_refuse_a_signature_of_another_algorithm_than_agreed():
+    host_key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    exchange_hash = os.urandom(32)
+    sha1_signature = host_key.sign(exchange_hash, b"ssh-rsa")  # valid, but rsa-sha2-512 was agreed
+    with pytest.raises(LoginFailed, match="signature does not verify"):
+        host_key_check()._check_host_key("rsa-sha2-512", host_key.public_data, exchange_hash, sha1_signature)
+
+
+def test_should_refuse_a_host_key_of_another_type_than_agreed():
+    host_key = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    exchange_hash = os.urandom(32)
+    signature = host_key.sign(exchange_hash, b"ecdsa-sha2-nistp256")
+    with pytest.raises(LoginFailed, match="agreed on ssh-ed25519 but sent a ecdsa-sha2-nistp256 key"):
+        host_key_check()._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash, signature)
+
+
+def test_should_ask_the_host_key_decision_only_after_the_signature_verifies():
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    exchange_hash = os.urandom(32)
+    asked: list[str] = []
+
+    def decide(presented: str) -> HostKeyVerdict:
+        asked.append(presented)
+        return HostKeyVerdict(accept=False, error_class=ErrorClass.HOST_KEY_CHANGED, message="changed")
+
+    check = host_key_check(decide)
+    with pytest.raises(LoginFailed, match="changed") as failed:
+        check._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash,
+                              host_key.sign(exchange_hash, b"ssh-ed25519"))
+    assert failed.value.error_class == ErrorClass.HOST_KEY_CHANGED
+    assert asked == [host_key.export_public_key("openssh").decode().split()[0] + " "
+                     + host_key.export_public_key("openssh").decode().split()[1]]
