@@ -37,10 +37,11 @@ def cpu_s() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def with_asyncssh(servers: Sequence[Server], key: asyncssh.SSHKey, concurrency: int) -> int:
+def with_asyncssh(servers: Sequence[Server], key_path: Path, concurrency: int) -> int:
     """The previous engine's login, reduced to its options: one connection per server, closed
     after authentication; returns the number of successful logins."""
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # ten INFO lines per login otherwise
+    key = asyncssh.read_private_key(key_path)
 
     async def one(server: Server, slots: asyncio.Semaphore) -> bool:
         async with slots:
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = ProbeOptions(concurrency=args.concurrency)
             clients: dict[str, Callable[[], int]] = {
                 "heartbeat.sshlogin": lambda: sum(r.ok for r in probe_servers(servers, credentials, options)),
-                "asyncssh 2.x": lambda: with_asyncssh(servers, key, args.concurrency),
+                "asyncssh 2.x": lambda: with_asyncssh(servers, work / "id", args.concurrency),
             }
             for action in clients.values():  # warm-up: imports, first handshakes
                 action()

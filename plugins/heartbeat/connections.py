@@ -59,7 +59,7 @@ def ssh_public_key_line(conn_id: str) -> str:
     loaded = ssh_credentials([conn_id])[conn_id]
     if isinstance(loaded, CredentialsError):
         raise ValueError(loaded.message)
-    return " ".join(loaded.key.export_public_key("openssh").decode("ascii").split()[:2])
+    return loaded.key.public_line()
 
 
 def ssh_credentials(conn_ids: Iterable[str]) -> dict[str, ClientCredentials | CredentialsError]:

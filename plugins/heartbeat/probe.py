@@ -27,11 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import asyncssh
-
 from heartbeat.config import HostKeyPolicy
 from heartbeat.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
 from heartbeat.models import ErrorClass, ProbeResult, Server
+from heartbeat.sshkeys import ClientKey, UnusableKey, load_private_key
 from heartbeat.sshlogin import KEX_METHODS, LoginFailed, LoginProgress, Offer, login
 
 MAX_BANNER_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
@@ -94,7 +93,7 @@ class ClientCredentials:
 
     conn_id: str
     username: str | None
-    key: asyncssh.SSHKey = field(repr=False)
+    key: ClientKey = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -376,7 +375,7 @@ def probe_servers(
 
 
 def load_client_key(conn_id: str, private_key: str | None, key_file: str | None, passphrase: str | None
-                    ) -> asyncssh.SSHKey:
+                    ) -> ClientKey:
     """Load a private key from a Connection's text or a key file with owner-only permissions.
 
     Error messages name the connection and the problem, never the key material.
@@ -407,9 +406,8 @@ def load_client_key(conn_id: str, private_key: str | None, key_file: str | None,
             f"connection {conn_id!r} has no private key: set the 'private_key' or 'key_file' extra"
         )
     try:
-        return asyncssh.import_private_key(data, passphrase)
-    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
+        return load_private_key(data.encode("utf-8"), passphrase.encode("utf-8") if passphrase else None)
+    except UnusableKey as exc:
         raise ValueError(
-            f"connection {conn_id!r}: the private key cannot be loaded ({type(exc).__name__}); "
-            "check the key and its passphrase"
+            f"connection {conn_id!r}: the private key cannot be loaded ({exc}); check the key and its passphrase"
         ) from None

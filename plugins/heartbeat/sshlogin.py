@@ -10,8 +10,7 @@ What it checks, as any SSH client must: the server's signature over the exchange
 negotiated host key algorithm, before the host key decision is asked; the peer's ECDH/X25519/DH
 public value; every packet's MAC or AEAD tag; strict key exchange (OpenSSH's
 ``kex-strict-*-v00``, the Terrapin countermeasure) when the server offers it. Keys are parsed,
-signed and verified by asyncssh's key classes (``SSHKey``), so every key format asyncssh loads
-works here.
+signed and verified with the ``cryptography`` package (:mod:`heartbeat.sshkeys`).
 
 Errors are :class:`LoginFailed` with the probe's error class and a message for people.
 """
@@ -19,7 +18,6 @@ Errors are :class:`LoginFailed` with the probe's error class and a message for p
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 import secrets
@@ -28,13 +26,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import asyncssh
-from asyncssh.public_key import decode_ssh_public_key
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from heartbeat.hostkeys import HostKeyVerdict
 from heartbeat.models import ErrorClass
+from heartbeat.sshkeys import ClientKey, UnusableKey, decode_host_key
 from heartbeat.sshwire import (
     CIPHER_SIZES,
     MACS,
@@ -266,7 +263,7 @@ def _disconnect_reason(payload: bytes) -> str:
 
 
 class _Login:
-    def __init__(self, sock: socket.socket, username: str, client_key: asyncssh.SSHKey, offer: Offer,
+    def __init__(self, sock: socket.socket, username: str, client_key: ClientKey, offer: Offer,
                  decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
         self.wire = _Transport(sock)
         self.username = username
@@ -408,17 +405,16 @@ class _Login:
 
     def _check_host_key(self, host_key_alg: str, blob: bytes, exchange_hash: bytes, signature: bytes) -> None:
         try:
-            key = decode_ssh_public_key(blob)
-        except asyncssh.KeyImportError as exc:
-            raise LoginFailed(ErrorClass.KEX, f"key exchange failed: unreadable host key ({exc})")
+            key = decode_host_key(blob)
+        except UnusableKey as exc:
+            raise LoginFailed(ErrorClass.KEX, f"key exchange failed: {exc}")
         if key.algorithm != HOST_KEY_ALGS[host_key_alg]:
             raise LoginFailed(ErrorClass.KEX, f"key exchange failed: the server agreed on {host_key_alg} "
                               f"but sent a {key.algorithm.decode('ascii', 'replace')} key")
-        sig_reader = Reader(signature)
-        if sig_reader.string() != host_key_alg.encode() or not key.verify(exchange_hash, signature):
+        if not key.verify(host_key_alg.encode(), exchange_hash, signature):
             raise LoginFailed(ErrorClass.KEX, "key exchange failed: the host key's signature does not verify "
                               "(the server does not hold the private key it presents)")
-        presented = f"{key.algorithm.decode('ascii')} {base64.b64encode(blob).decode('ascii')}"
+        presented = key.public_line()
         self.progress.host_key = presented
         self.progress.host_key_at = time.perf_counter()
         verdict = self.progress.verdict = self.decide(presented)
@@ -429,7 +425,7 @@ class _Login:
         key = self.client_key
         sig_alg = self._signature_algorithm()
         user = self.username.encode("utf-8")
-        blob = key.public_data
+        blob = key.public_blob
         request = b"".join((
             bytes((MSG_USERAUTH_REQUEST,)), string(user), string(b"ssh-connection"), string(b"publickey"),
             b"\x01", string(sig_alg), string(blob),
@@ -437,17 +433,15 @@ class _Login:
         return request + string(key.sign(string(session_id) + request, sig_alg))
 
     def _signature_algorithm(self) -> bytes:
-        algs = [a for a in self.client_key.sig_algorithms if not a.startswith(b"x509v3-")]
-        if self.client_key.algorithm == b"ssh-rsa":
-            if self.server_sig_algs is None:
-                return b"ssh-rsa"  # a server without extension negotiation knows only SHA-1 RSA signatures
-            for preferred in (b"rsa-sha2-512", b"rsa-sha2-256", b"ssh-rsa"):
-                if preferred.decode() in self.server_sig_algs:
-                    return preferred
-        return algs[0] if algs else self.client_key.algorithm
+        algs = self.client_key.sig_algorithms
+        if self.client_key.algorithm != b"ssh-rsa":
+            return algs[0]
+        if self.server_sig_algs is None:
+            return b"ssh-rsa"  # a server without extension negotiation knows only SHA-1 RSA signatures
+        return next((alg for alg in algs if alg.decode() in self.server_sig_algs), b"ssh-rsa")
 
 
-async def login(sock: socket.socket, username: str, client_key: asyncssh.SSHKey, offer: Offer,
+async def login(sock: socket.socket, username: str, client_key: ClientKey, offer: Offer,
                 decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
     """Log in over ``sock`` (connected, the server's version line not yet consumed) and disconnect.
 

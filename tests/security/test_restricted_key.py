@@ -48,7 +48,8 @@ def test_should_heartbeat_with_a_restricted_key_that_can_do_nothing_else(
 
         async def misuse() -> dict[str, object]:
             outcome: dict[str, object] = {}
-            async with asyncssh.connect(sshd.host, sshd.port, username="root", client_keys=[key],
+            async with asyncssh.connect(sshd.host, sshd.port, username="root",
+                                        client_keys=[asyncssh.read_private_key(client_key.private_path)],
                                         known_hosts=None, config=None, agent_path=None) as conn:
                 ran = await conn.run("id; echo pwned > /tmp/heartbeat-restricted-test", check=False)
                 outcome["stdout"] = ran.stdout

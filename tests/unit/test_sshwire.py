@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 
-import asyncssh
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from heartbeat.hostkeys import HostKeyVerdict
 from heartbeat.models import ErrorClass
+from heartbeat.sshkeys import ClientKey, load_private_key
 from heartbeat.sshlogin import LoginFailed, LoginProgress, Offer, _Login
 from heartbeat.sshwire import (
     CIPHER_SIZES,
@@ -89,6 +91,15 @@ def test_should_encode_mpints_as_rfc_4251_shows():
     assert mpint(0x80) == bytes.fromhex("000000020080")
 
 
+def new_key(kind: str) -> ClientKey:
+    private = {"ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
+               "ecdsa": lambda: ec.generate_private_key(ec.SECP256R1()),
+               "rsa": lambda: rsa.generate_private_key(65537, 2048)}[kind]()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return load_private_key(pem, None)
+
+
 def host_key_check(decide=lambda _: HostKeyVerdict(accept=True)) -> _Login:
     offer = Offer(kex_algs=("ecdh-sha2-nistp256",), host_key_algs=("ssh-ed25519",))
     login = _Login.__new__(_Login)
@@ -97,34 +108,34 @@ def host_key_check(decide=lambda _: HostKeyVerdict(accept=True)) -> _Login:
 
 
 def test_should_refuse_a_host_key_whose_signature_does_not_verify():
-    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key = new_key("ed25519")
     exchange_hash = os.urandom(32)
     signature = host_key.sign(os.urandom(32), b"ssh-ed25519")  # signed something else
     check = host_key_check()
     with pytest.raises(LoginFailed, match="signature does not verify") as failed:
-        check._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash, signature)
+        check._check_host_key("ssh-ed25519", host_key.public_blob, exchange_hash, signature)
     assert failed.value.error_class == ErrorClass.KEX
     assert check.progress.host_key is None  # never offered to the host key decision
 
 
 def test_should_refuse_a_signature_of_another_algorithm_than_agreed():
-    host_key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    host_key = new_key("rsa")
     exchange_hash = os.urandom(32)
     sha1_signature = host_key.sign(exchange_hash, b"ssh-rsa")  # valid, but rsa-sha2-512 was agreed
     with pytest.raises(LoginFailed, match="signature does not verify"):
-        host_key_check()._check_host_key("rsa-sha2-512", host_key.public_data, exchange_hash, sha1_signature)
+        host_key_check()._check_host_key("rsa-sha2-512", host_key.public_blob, exchange_hash, sha1_signature)
 
 
 def test_should_refuse_a_host_key_of_another_type_than_agreed():
-    host_key = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    host_key = new_key("ecdsa")
     exchange_hash = os.urandom(32)
     signature = host_key.sign(exchange_hash, b"ecdsa-sha2-nistp256")
     with pytest.raises(LoginFailed, match="agreed on ssh-ed25519 but sent a ecdsa-sha2-nistp256 key"):
-        host_key_check()._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash, signature)
+        host_key_check()._check_host_key("ssh-ed25519", host_key.public_blob, exchange_hash, signature)
 
 
 def test_should_ask_the_host_key_decision_only_after_the_signature_verifies():
-    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key = new_key("ed25519")
     exchange_hash = os.urandom(32)
     asked: list[str] = []
 
@@ -134,8 +145,7 @@ def test_should_ask_the_host_key_decision_only_after_the_signature_verifies():
 
     check = host_key_check(decide)
     with pytest.raises(LoginFailed, match="changed") as failed:
-        check._check_host_key("ssh-ed25519", host_key.public_data, exchange_hash,
+        check._check_host_key("ssh-ed25519", host_key.public_blob, exchange_hash,
                               host_key.sign(exchange_hash, b"ssh-ed25519"))
     assert failed.value.error_class == ErrorClass.HOST_KEY_CHANGED
-    assert asked == [host_key.export_public_key("openssh").decode().split()[0] + " "
-                     + host_key.export_public_key("openssh").decode().split()[1]]
+    assert asked == [host_key.public_line()]
