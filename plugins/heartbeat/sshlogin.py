@@ -183,10 +183,10 @@ class _KeyAgreement:
 class _Transport:
     """Packets over a connected non-blocking socket: sequence numbers, ciphers, a read buffer."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, received: bytes) -> None:
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._buffer = bytearray()
+        self._buffer = bytearray(received)
         self._send_cipher: PacketCipher = PlainCipher()
         self._recv_cipher: PacketCipher = PlainCipher()
         self.send_seq = 0
@@ -263,9 +263,9 @@ def _disconnect_reason(payload: bytes) -> str:
 
 
 class _Login:
-    def __init__(self, sock: socket.socket, username: str, client_key: ClientKey, offer: Offer,
+    def __init__(self, sock: socket.socket, received: bytes, username: str, client_key: ClientKey, offer: Offer,
                  decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
-        self.wire = _Transport(sock)
+        self.wire = _Transport(sock, received)
         self.username = username
         self.client_key = client_key
         self.offer = offer
@@ -441,14 +441,15 @@ class _Login:
         return next((alg for alg in algs if alg.decode() in self.server_sig_algs), b"ssh-rsa")
 
 
-async def login(sock: socket.socket, username: str, client_key: ClientKey, offer: Offer,
+async def login(sock: socket.socket, received: bytes, username: str, client_key: ClientKey, offer: Offer,
                 decide: Callable[[str], HostKeyVerdict], progress: LoginProgress) -> None:
-    """Log in over ``sock`` (connected, the server's version line not yet consumed) and disconnect.
+    """Log in over ``sock`` and disconnect; ``received``: what was already read from it (the
+    server's version line, perhaps more).
 
     Raises :class:`LoginFailed`; the caller bounds the time (``asyncio.timeout``) and closes the socket.
     """
     try:
-        await _Login(sock, username, client_key, offer, decide, progress).run()
+        await _Login(sock, received, username, client_key, offer, decide, progress).run()
     except LoginFailed:
         raise
     except ProtocolError as exc:

@@ -148,7 +148,7 @@ async def _login_directly(host: str, port: int, key: KeyPair) -> LoginProgress:
         offer = Offer(kex_algs=tuple(KEX_METHODS), host_key_algs=PREFERRED_HOST_KEY_ALGS)
         client_key = load_client_key("c", None, str(key.private_path), None)
         async with asyncio.timeout(5):
-            await login(sock, "root", client_key, offer, lambda _: HostKeyVerdict(accept=True), progress)
+            await login(sock, b"", "root", client_key, offer, lambda _: HostKeyVerdict(accept=True), progress)
         return progress
     finally:
         sock.close()
