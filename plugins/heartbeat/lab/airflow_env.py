@@ -64,6 +64,9 @@ def airflow_environment(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_sqlalchemy_url,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # The DAG files change only on upgrade; re-parsing both every 30 s (the default) cost about
+        # 0.6 s of CPU per 30-s cycle. A changed file is picked up within 5 minutes.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
         "AIRFLOW_CONN_HEARTBEAT_DB": heartbeat_db_json,
         "AIRFLOW_CONN_HEARTBEAT_SSH": ssh_conn_json,
     })
