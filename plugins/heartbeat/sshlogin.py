@@ -366,6 +366,11 @@ class _Login:
         await wire.flush()
         answer = await self.next_message({MSG_USERAUTH_SUCCESS, MSG_USERAUTH_FAILURE})
         if answer[0] == MSG_USERAUTH_FAILURE:
+            reader = Reader(answer, 1)
+            methods, partial = reader.name_list(), reader.boolean()
+            if partial:
+                raise LoginFailed(ErrorClass.AUTH, "the key was accepted but the server requires more "
+                                  f"authentication ({','.join(methods)[:100]}): not usable for a heartbeat")
             raise LoginFailed(ErrorClass.AUTH, "public key authentication was refused")
         self.progress.auth_done = time.perf_counter()
         wire.queue(bytes((MSG_DISCONNECT,)) + uint32(DISCONNECT_BY_APPLICATION)

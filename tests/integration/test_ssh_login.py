@@ -130,6 +130,14 @@ def test_should_sign_with_each_client_key_type(tmp_path: Path, key_type: str, si
     assert log.count("userauth-request for user root") == 1  # no 'none' attempt, no key query first
 
 
+def test_should_say_when_the_key_is_accepted_but_more_is_required(client_key: KeyPair, tmp_path: Path):
+    with restricted(tmp_path, "sshd", client_key, AuthenticationMethods="publickey,keyboard-interactive",
+                    KbdInteractiveAuthentication="yes") as sshd:
+        result = probe_one(sshd, client_key)
+    assert (result.ok, result.error_class) == (False, "auth"), result.message
+    assert "the key was accepted but the server requires more authentication (keyboard-interactive" in result.message
+
+
 def test_should_use_strict_key_exchange_with_a_server_that_offers_it(client_key: KeyPair, tmp_path: Path):
     """OpenSSH 9.2 as Debian ships it offers kex-strict-s-v00 (the Terrapin countermeasure)."""
     with restricted(tmp_path, "sshd", client_key) as sshd:
