@@ -250,3 +250,54 @@ def test_should_mark_the_fleet_stale_instead_of_offline_when_the_monitor_stalls(
     [health] = query(heartbeat_dsn, "SELECT stalled, health, online FROM monitor_health")
     assert health["stalled"] is True and health["health"].startswith("monitor stalled since")
     assert query(heartbeat_dsn, "SELECT stale FROM fleet_summary")[0]["stale"] == 1
+
+
+SERVER_STATUS_COLUMNS = ["server_id", "status", "reason", "last_heartbeat_at", "heartbeat_age_s", "active_alerts",
+                         "active_anomalies", "status_since", "evaluated_at", "flapping"]
+
+
+def test_should_write_a_status_row_only_when_the_decision_changes(heartbeat_dsn: str):
+    ids = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}, {"name": "db", "host": "10.0.0.2"}])
+    web, db = ids["web"], ids["db"]
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [ok(web, T0), ok(db, T0)])
+        assert store.materialise_status(conn, T0 + timedelta(seconds=2), 60)["written"] == 2
+        store.record_results(conn, "c2", [ok(web, T0 + timedelta(seconds=30)), failed(db, T0 + timedelta(seconds=30))])
+        first = store.materialise_status(conn, T0 + timedelta(seconds=32), 60)  # db: 32 s old, still ONLINE
+        store.record_results(conn, "c3", [ok(web, T0 + timedelta(seconds=60)), failed(db, T0 + timedelta(seconds=60))])
+        second = store.materialise_status(conn, T0 + timedelta(seconds=62), 60)  # db: 62 s old, OFFLINE
+    assert (first["written"], first["online"]) == (0, 2)
+    assert (second["written"], second["flips"], second["offline"]) == (1, 1, 1)
+    decided = query(heartbeat_dsn, "SELECT server_id, written_at FROM server_status_decided")
+    written = {r["server_id"]: r["written_at"] for r in decided}
+    assert written == {web: T0 + timedelta(seconds=2), db: T0 + timedelta(seconds=62)}
+    rows = {r["server_id"]: r for r in query(heartbeat_dsn, "SELECT * FROM server_status")}
+    assert rows[web]["reason"] == "heartbeat 2 s ago"
+    assert rows[web]["heartbeat_age_s"] == 2.0 and rows[web]["last_heartbeat_at"] == T0 + timedelta(seconds=60)
+    assert rows[web]["evaluated_at"] == T0 + timedelta(seconds=62)
+    assert rows[db]["reason"] == "no heartbeat for 62 s; last attempt: connection refused"
+    assert (rows[db]["status"], rows[db]["status_since"]) == ("OFFLINE", T0 + timedelta(seconds=62))
+
+
+def test_should_keep_the_server_status_columns_for_readers_and_accept_rows_written_by_hand(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    query(heartbeat_dsn, "INSERT INTO server_status (server_id, status, reason, status_since, evaluated_at) "
+                         "VALUES (%s, 'ONLINE', 'recorded', %s, %s) RETURNING server_id", (web, T0, T0))
+    [row] = query(heartbeat_dsn, "SELECT * FROM server_status")
+    assert list(row) == SERVER_STATUS_COLUMNS
+    assert row == {"server_id": web, "status": "ONLINE", "reason": "recorded", "last_heartbeat_at": None,
+                   "heartbeat_age_s": None, "active_alerts": 0, "active_anomalies": 0, "status_since": T0,
+                   "evaluated_at": T0, "flapping": False}
+
+
+def test_should_rewrite_a_status_when_only_its_reason_changes(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        store.record_results(conn, "c1", [failed(web, T0)])
+        store.materialise_status(conn, T0 + timedelta(seconds=1), 60)
+        store.record_results(conn, "c2", [failed(web, T0 + timedelta(seconds=30), error_class="timeout")])
+        counts = store.materialise_status(conn, T0 + timedelta(seconds=31), 60)
+    assert (counts["written"], counts["flips"]) == (1, 0)
+    [row] = query(heartbeat_dsn, "SELECT status, reason, status_since FROM server_status")
+    assert row == {"status": "OFFLINE", "reason": "no heartbeat yet; last attempt: timed out",
+                   "status_since": T0 + timedelta(seconds=1)}

@@ -163,57 +163,65 @@ INSERT INTO monitor_settings (key, value) VALUES
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: materialise_status
--- One set-based statement: compare with the stored status, record flips, update the status in
--- place (HOT), add rows for new servers, drop rows of disabled ones (deleted servers cascade).
--- Older evaluations (a retried old run) never overwrite newer ones.
-WITH live AS MATERIALIZED (
-    SELECT l.*, p.server_id IS NULL AS is_new, p.status AS previous_status, p.evaluated_at AS previous_at
-    FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
-                             %(recovery_threshold)s, NULL) l
-    LEFT JOIN server_status p ON p.server_id = l.server_id
+-- One set-based statement: evaluate every enabled server, record flips, write the decision of the
+-- servers whose status, reason (its age left out), counts or flapping changed (new servers too),
+-- drop rows of disabled servers (deleted servers cascade) and stamp the evaluation. Unchanged rows
+-- are not written: the view server_status derives what moves with the clock. An evaluation older
+-- than the last one (a retried old run) writes nothing.
+WITH stamp AS (
+    SELECT NOT EXISTS (SELECT 1 FROM status_evaluation WHERE evaluated_at > %(as_of)s) AS newest
+), live AS MATERIALIZED (
+    SELECT l.server_id, l.status, l.reason_template, l.heartbeat_age_s, l.active_alerts, l.active_anomalies,
+           l.flapping, l.decided_status, l.decided_at,
+           (l.decided_status IS DISTINCT FROM l.status
+            OR l.decided_reason_template IS DISTINCT FROM l.reason_template
+            OR l.decided_alerts IS DISTINCT FROM l.active_alerts
+            OR l.decided_anomalies IS DISTINCT FROM l.active_anomalies
+            OR l.decided_flapping IS DISTINCT FROM l.flapping) AS changed
+    FROM heartbeat_status_evaluate(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
+                                   %(recovery_threshold)s, NULL) l
+), changes AS (
+    SELECT l.* FROM live l, stamp
+    WHERE stamp.newest AND l.changed AND (l.decided_at IS NULL OR l.decided_at <= %(as_of)s)
 ), flips AS (
     INSERT INTO status_events (server_id, from_status, to_status, at, reason)
-    SELECT l.server_id, l.previous_status, l.status, %(as_of)s, l.reason
-    FROM live l
-    WHERE l.previous_status IS DISTINCT FROM l.status
-      AND (l.previous_at IS NULL OR l.previous_at <= %(as_of)s)
+    SELECT c.server_id, c.decided_status, c.status, %(as_of)s,
+           replace(c.reason_template, '{age}', coalesce(floor(c.heartbeat_age_s)::bigint::text, '?'))
+    FROM changes c
+    WHERE c.decided_status IS DISTINCT FROM c.status
     RETURNING server_id
-), updated AS (
-    UPDATE server_status st SET
-        status = l.status,
-        reason = l.reason,
-        last_heartbeat_at = l.last_heartbeat_at,
-        heartbeat_age_s = l.heartbeat_age_s,
-        active_alerts = l.active_alerts,
-        active_anomalies = l.active_anomalies,
-        flapping = l.flapping,
-        status_since = CASE WHEN st.status = l.status THEN st.status_since ELSE %(as_of)s END,
-        evaluated_at = %(as_of)s
-    FROM live l
-    WHERE st.server_id = l.server_id AND NOT l.is_new AND st.evaluated_at <= %(as_of)s
-    RETURNING st.status
-), inserted AS (
-    INSERT INTO server_status (server_id, status, reason, last_heartbeat_at, heartbeat_age_s,
-                               active_alerts, active_anomalies, flapping, status_since, evaluated_at)
-    SELECT l.server_id, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
-           l.active_alerts, l.active_anomalies, l.flapping, %(as_of)s, %(as_of)s
-    FROM live l
-    WHERE l.is_new
-    ON CONFLICT (server_id) DO NOTHING
-    RETURNING status
 ), written AS (
-    SELECT status FROM updated UNION ALL SELECT status FROM inserted
+    INSERT INTO server_status_decided AS st (server_id, status, reason_template, active_alerts,
+                                             active_anomalies, flapping, status_since, written_at)
+    SELECT c.server_id, c.status, c.reason_template, c.active_alerts, c.active_anomalies, c.flapping,
+           %(as_of)s, %(as_of)s
+    FROM changes c
+    ON CONFLICT (server_id) DO UPDATE SET
+        status = EXCLUDED.status,
+        reason_template = EXCLUDED.reason_template,
+        active_alerts = EXCLUDED.active_alerts,
+        active_anomalies = EXCLUDED.active_anomalies,
+        flapping = EXCLUDED.flapping,
+        status_since = CASE WHEN st.status = EXCLUDED.status THEN st.status_since ELSE EXCLUDED.status_since END,
+        written_at = EXCLUDED.written_at
+    WHERE st.written_at <= EXCLUDED.written_at
+    RETURNING 1
+), stamped AS (  -- runs although nothing reads it, as every data-modifying WITH does
+    INSERT INTO status_evaluation (evaluated_at) SELECT %(as_of)s FROM stamp WHERE stamp.newest
+    ON CONFLICT (one) DO UPDATE SET evaluated_at = EXCLUDED.evaluated_at
 ), removed AS (
-    DELETE FROM server_status st
+    DELETE FROM server_status_decided st
     USING servers s
     WHERE s.id = st.server_id AND NOT s.enabled
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM written WHERE status = 'ONLINE')  AS online,
-       (SELECT count(*) FROM written WHERE status = 'WARNING') AS warning,
-       (SELECT count(*) FROM written WHERE status = 'OFFLINE') AS offline,
-       (SELECT count(*) FROM flips)                             AS flips,
-       (SELECT count(*) FROM removed)                           AS removed;
+SELECT count(*) FILTER (WHERE l.status = 'ONLINE')  AS online,
+       count(*) FILTER (WHERE l.status = 'WARNING') AS warning,
+       count(*) FILTER (WHERE l.status = 'OFFLINE') AS offline,
+       (SELECT count(*) FROM flips)                 AS flips,
+       (SELECT count(*) FROM written)               AS written,
+       (SELECT count(*) FROM removed)               AS removed
+FROM live l;
 
 -- name: start_cycle
 INSERT INTO cycles (cycle_id, started_at) VALUES (%(cycle_id)s, %(started_at)s)
