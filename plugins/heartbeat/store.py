@@ -166,19 +166,17 @@ def record_results(
         candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window, **bounds}).fetchall()
         for name in ("pin_first_host_keys", "raise_host_key_changed_alerts"):
             conn.execute(sql.query(name))
-        _update_flapping(conn, {row["server_id"]: bool(row["was_flapping"]) for row in candidates}, flap_rules)
+        _update_flapping(conn, candidates, flap_rules)
 
 
-def _update_flapping(conn: psycopg.Connection[Any], was_flapping: dict[int, bool], rules: FlapRules) -> None:
-    """Re-evaluate flapping for the candidate servers (id → flapping before this batch)."""
-    if not was_flapping:
-        return
+def _update_flapping(conn: psycopg.Connection[Any], candidates: Sequence[dict[str, Any]], rules: FlapRules) -> None:
+    """Re-evaluate flapping for the candidate servers (their flag before this batch and their last
+    results, oldest first, as the heartbeat update returned them); store what changed."""
     ids: list[int] = []
     flags: list[bool] = []
     percents: list[float] = []
-    params = {"server_ids": list(was_flapping), "window": rules.window}
-    for row in conn.execute(sql.query("recent_results"), params).fetchall():
-        flapping, percent = is_flapping(row["oks"], was_flapping[row["server_id"]], rules)
+    for row in candidates:
+        flapping, percent = is_flapping(row["recent_oks"], bool(row["was_flapping"]), rules)
         ids.append(row["server_id"])
         flags.append(flapping)
         percents.append(percent)

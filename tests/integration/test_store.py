@@ -10,6 +10,7 @@ from support import add_servers, query
 from unit.test_status_rules import AS_OF, STATUS_CASES
 
 from heartbeat import store
+from heartbeat.flapping import FlapRules
 from heartbeat.models import ProbeResult
 from heartbeat.status import StatusRules, evaluate_status
 
@@ -301,3 +302,16 @@ def test_should_rewrite_a_status_when_only_its_reason_changes(heartbeat_dsn: str
     [row] = query(heartbeat_dsn, "SELECT status, reason, status_since FROM server_status")
     assert row == {"status": "OFFLINE", "reason": "no heartbeat yet; last attempt: timed out",
                    "status_since": T0 + timedelta(seconds=1)}
+
+
+def test_should_carry_the_flap_window_with_the_heartbeat_and_replace_a_retried_attempt(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    rules = FlapRules(window=4)
+    with store.connect(heartbeat_dsn) as conn:
+        for i in range(6):
+            at = T0 + timedelta(seconds=30 * i)
+            store.record_results(conn, f"c{i}", [ok(web, at) if i % 3 else failed(web, at)], rules)
+        assert query(heartbeat_dsn, "SELECT recent_oks FROM heartbeats")[0]["recent_oks"] == [True, False, True, True]
+        store.record_results(conn, "c5", [failed(web, T0 + timedelta(seconds=155))], rules)  # the task was retried
+    row = query(heartbeat_dsn, "SELECT recent_oks, flapping, flap_percent FROM heartbeats")[0]
+    assert row == {"recent_oks": [True, False, True, False], "flapping": True, "flap_percent": 100.0}

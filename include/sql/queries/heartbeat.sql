@@ -69,48 +69,36 @@ WITH updated AS (
         total_ms = b.total_ms,
         banner = coalesce(b.banner, h.banner),
         host_key_fingerprint = coalesce(b.host_key_fingerprint, h.host_key_fingerprint),
-        presented_host_key = coalesce(b.host_key, h.presented_host_key)
+        presented_host_key = coalesce(b.host_key, h.presented_host_key),
+        recent_oks = heartbeat_recent_oks(h.recent_oks, b.ok, h.last_cycle_id = b.cycle_id, %(window)s)
     FROM probe_batch b
     WHERE h.server_id = b.server_id AND h.last_attempt_at <= b.attempted_at
       -- A shard is a range of ids: bounding the scan of heartbeats to it keeps a merge join
       -- from reading every row below the shard first.
       AND h.server_id BETWEEN %(first_id)s AND %(last_id)s
-    RETURNING h.server_id, h.flapping, h.flap_percent, h.consecutive_successes, h.consecutive_failures
+    RETURNING h.server_id, h.flapping, h.flap_percent, h.consecutive_successes, h.consecutive_failures,
+              h.recent_oks
 ), inserted AS (
 INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id,
                         consecutive_failures, last_ok, last_error_class, last_error_message,
                         tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
-                        host_key_fingerprint, presented_host_key, consecutive_successes)
+                        host_key_fingerprint, presented_host_key, consecutive_successes, recent_oks)
 SELECT b.server_id, CASE WHEN b.ok THEN b.attempted_at END, b.attempted_at, b.cycle_id,
        CASE WHEN b.ok THEN 0 ELSE 1 END, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, b.banner, b.host_key_fingerprint,
-       b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END
+       b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END, ARRAY[b.ok]
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
 WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.server_id = b.server_id)
 ON CONFLICT (server_id) DO NOTHING  -- a row newer than this attempt: keep it
-RETURNING server_id, flapping, flap_percent, consecutive_successes, consecutive_failures
+RETURNING server_id, flapping, flap_percent, consecutive_successes, consecutive_failures, recent_oks
 )
--- The servers whose flap state may change, for recent_results. A server whose last attempts, a
--- whole window or more, all had the same result, and which is already recorded as not flapping,
--- would only be found so again: left out.
-SELECT c.server_id, c.flapping AS was_flapping
+-- The servers whose flap state may change, with their last results (oldest first) for flap
+-- detection. A server whose last attempts, a whole window or more, all had the same result, and
+-- which is already recorded as not flapping, would only be found so again: left out.
+SELECT c.server_id, c.flapping AS was_flapping, c.recent_oks
 FROM (SELECT * FROM updated UNION ALL SELECT * FROM inserted) c
 WHERE NOT (NOT c.flapping AND c.flap_percent = 0
            AND (c.consecutive_successes >= %(window)s OR c.consecutive_failures >= %(window)s));
-
--- name: recent_results
--- The last attempts of the given servers, oldest first, for flap detection. Each server's window
--- is read through the (server_id, attempted_at DESC) index, so the cost does not grow with the
--- depth of the history or the size of the fleet.
-SELECT c.server_id, w.oks
-FROM unnest(%(server_ids)s::bigint[]) AS c(server_id)
-CROSS JOIN LATERAL (
-    SELECT array_agg(r.ok ORDER BY r.attempted_at) AS oks
-    FROM (SELECT ph.ok, ph.attempted_at FROM probe_history ph
-          WHERE ph.server_id = c.server_id
-          ORDER BY ph.attempted_at DESC LIMIT %(window)s) r
-) w
-WHERE w.oks IS NOT NULL;
 
 -- name: set_flapping
 UPDATE heartbeats h SET flapping = f.flapping, flap_percent = f.flap_percent
