@@ -187,7 +187,8 @@ def _update_flapping(conn: psycopg.Connection[Any], candidates: Sequence[dict[st
 def materialise_status(
     conn: psycopg.Connection[Any], as_of: datetime, rules: StatusRules | float = SEED_RULES
 ) -> dict[str, int]:
-    """Evaluate every enabled server at ``as_of``, record status changes, and return counts.
+    """Evaluate every enabled server at ``as_of``, record status changes, and return counts per
+    status, ``flips``, ``written`` (decisions stored: new or changed) and ``removed``.
 
     ``rules`` may be a plain number: the OFFLINE threshold in seconds."""
     if not isinstance(rules, StatusRules):

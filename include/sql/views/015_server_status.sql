@@ -40,3 +40,14 @@ END $$;
 
 CREATE OR REPLACE TRIGGER server_status_insert
     INSTEAD OF INSERT ON server_status FOR EACH ROW EXECUTE FUNCTION server_status_insert();
+
+-- The roles of migration 004 read it as they read the table it replaces.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heartbeat_reader') THEN
+        GRANT SELECT ON server_status TO heartbeat_reader;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heartbeat_pipeline') THEN
+        GRANT SELECT ON server_status TO heartbeat_pipeline;
+    END IF;
+END $$;
