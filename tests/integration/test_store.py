@@ -9,7 +9,7 @@ import pytest
 from support import add_servers, query
 from unit.test_status_rules import AS_OF, STATUS_CASES
 
-from heartbeat import store
+from heartbeat import sql, store
 from heartbeat.flapping import FlapRules
 from heartbeat.models import ProbeResult
 from heartbeat.status import StatusRules, evaluate_status
@@ -315,3 +315,33 @@ def test_should_carry_the_flap_window_with_the_heartbeat_and_replace_a_retried_a
         store.record_results(conn, "c5", [failed(web, T0 + timedelta(seconds=155))], rules)  # the task was retried
     row = query(heartbeat_dsn, "SELECT recent_oks, flapping, flap_percent FROM heartbeats")[0]
     assert row == {"recent_oks": [True, False, True, False], "flapping": True, "flap_percent": 100.0}
+
+
+def test_should_upgrade_a_database_of_migration_006_keeping_status_and_flap_window(postgres):
+    postgres.create_database("heartbeat_006")
+    dsn = postgres.dsn("heartbeat_006")
+    with store.connect(dsn) as conn, conn.transaction():
+        conn.execute(store.LEDGER_DDL)
+        for migration in [m for m in sql.migrations() if m.version <= 6]:
+            conn.execute(migration.text.encode())
+            conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                         (migration.version, migration.name, migration.checksum))
+        web = conn.execute("INSERT INTO servers (name, host) VALUES ('web', '10.0.0.1') RETURNING id").fetchone()["id"]
+        for i, was_ok in enumerate([True, False, True, True]):
+            conn.execute("INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok) VALUES (%s, %s, %s, %s)",
+                         (web, f"c{i}", T0 + timedelta(seconds=30 * i), was_ok))
+        conn.execute("INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id, last_ok) "
+                     "VALUES (%s, %s, %s, 'c3', true)", (web, T0 + timedelta(seconds=90), T0 + timedelta(seconds=90)))
+        conn.execute("INSERT INTO server_status (server_id, status, reason, last_heartbeat_at, heartbeat_age_s, "
+                     "status_since, evaluated_at) VALUES (%s, 'ONLINE', 'heartbeat 3 s ago', %s, 3, %s, %s)",
+                     (web, T0 + timedelta(seconds=90), T0, T0 + timedelta(seconds=93)))
+    with store.connect(dsn) as conn:
+        assert store.migrate(conn) == ["007_status_written_on_change", "008_flap_window_in_heartbeats"]
+        assert query(dsn, "SELECT recent_oks FROM heartbeats")[0]["recent_oks"] == [True, False, True, True]
+        [kept] = query(dsn, "SELECT status, reason, heartbeat_age_s, status_since, evaluated_at FROM server_status")
+        assert kept == {"status": "ONLINE", "reason": "heartbeat 3 s ago", "heartbeat_age_s": 3.0, "status_since": T0,
+                        "evaluated_at": T0 + timedelta(seconds=93)}
+        counts = store.materialise_status(conn, T0 + timedelta(seconds=100), 60)
+    assert (counts["written"], counts["flips"]) == (1, 0)  # the stored reason becomes a template, once
+    [row] = query(dsn, "SELECT status, reason, status_since FROM server_status")
+    assert row == {"status": "ONLINE", "reason": "heartbeat 10 s ago", "status_since": T0}
