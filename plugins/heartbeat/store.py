@@ -199,6 +199,7 @@ def materialise_status(
     with conn.transaction():
         conn.execute(sql.query("jit_off"))
         conn.execute(sql.query("status_work_mem"))
+        conn.execute(sql.query("status_merge_joins"))
         conn.execute(sql.query("lock_status"))
         conn.execute(sql.query("set_status_settings"), params)
         row = conn.execute(sql.query("materialise_status"), params).fetchone()

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from heartbeat import sql
@@ -41,6 +44,16 @@ def test_should_split_named_queries():
 def test_should_find_every_query_the_code_names():
     for name in ("load_enabled_servers", "materialise_status", "upsert_heartbeats", "status_report"):
         assert sql.query(name)
+
+
+def test_should_define_every_named_query_the_store_runs():
+    source = (Path(sql.__file__).parent / "store.py").read_text()
+    names = set(re.findall(r'sql\.query\("([a-z0-9_]+)"\)', source))
+    for group in re.findall(r'for name in \(([^)]*)\)', source):
+        names |= set(re.findall(r'"([a-z0-9_]+)"', group))
+    assert {"materialise_status", "status_merge_joins", "upsert_heartbeats", "set_flapping"} <= names
+    for name in sorted(names):
+        assert sql.query(name), name
 
 
 def test_should_number_migrations_uniquely_and_in_order():

@@ -138,6 +138,11 @@ WHERE b.error_class = 'host_key_changed'
 -- 100,000 servers): in memory, not in temporary files.
 SET LOCAL work_mem = '64MB';
 
+-- name: status_merge_joins
+-- Every table the status statement joins is read whole, in server-id order through its primary
+-- key: merging them costs about a tenth less than hashing three tables of 100,000 rows.
+SET LOCAL enable_hashjoin = off;
+
 -- name: lock_status
 SELECT pg_advisory_xact_lock(hashtext('heartbeat_materialise_status'));
 
