@@ -64,9 +64,6 @@ def airflow_environment(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_sqlalchemy_url,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        # The DAG files change only on upgrade; re-parsing both every 30 s (the default) cost about
-        # 0.6 s of CPU per 30-s cycle. A changed file is picked up within 5 minutes.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
         # A running task tells the API server it is alive every 20 s instead of 5 (the timeout
         # that declares it lost is 300 s): a probe task lives about as long as a cycle.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "20",
