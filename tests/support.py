@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 from heartbeat import store
+from heartbeat.lab import KeyPair
+from heartbeat.models import Server
+from heartbeat.probe import ClientCredentials, CredentialsError, load_client_key
 
 
 def add_servers(dsn: str, rows: list[dict]) -> dict[str, int]:
@@ -25,3 +28,12 @@ def query(dsn: str, text: str, params: dict | tuple | None = None) -> list[dict]
 
 def dump(value: object) -> str:
     return json.dumps(value, default=str, indent=1)
+
+
+def ssh_creds(key: KeyPair, conn_id: str = "heartbeat_ssh") -> dict[str, ClientCredentials | CredentialsError]:
+    """The credentials a probe task would load for ``conn_id``, logging in as root with ``key``."""
+    return {conn_id: ClientCredentials(conn_id, "root", load_client_key(conn_id, None, str(key.private_path), None))}
+
+
+def probe_target(sid: int, host: str, port: int, host_key: str | None = None) -> Server:
+    return Server(id=sid, name=f"s{sid}", host=host, port=port, host_key=host_key)

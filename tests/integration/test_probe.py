@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support import probe_target as server
+from support import ssh_creds as creds
 
 from heartbeat.config import HostKeyPolicy
 from heartbeat.lab import (
@@ -19,19 +21,11 @@ from heartbeat.lab import (
     refused_port,
 )
 from heartbeat.models import Server
-from heartbeat.probe import ClientCredentials, CredentialsError, ProbeOptions, load_client_key, probe_servers
+from heartbeat.probe import CredentialsError, ProbeOptions, load_client_key, probe_servers
 
 pytestmark = pytest.mark.integration
 
 FAST = ProbeOptions(connect_timeout_s=2.0, probe_timeout_s=3.0, concurrency=8)
-
-
-def creds(key: KeyPair, conn_id: str = "heartbeat_ssh") -> dict[str, ClientCredentials | CredentialsError]:
-    return {conn_id: ClientCredentials(conn_id, "root", load_client_key(conn_id, None, str(key.private_path), None))}
-
-
-def server(sid: int, host: str, port: int, host_key: str | None = None) -> Server:
-    return Server(id=sid, name=f"s{sid}", host=host, port=port, host_key=host_key)
 
 
 def test_should_log_in_and_time_each_phase(fleet: SshdFleet, client_key: KeyPair):

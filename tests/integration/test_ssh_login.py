@@ -9,15 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support import probe_target, ssh_creds
 
 from heartbeat.hostkeys import HostKeyVerdict
 from heartbeat.lab import KeyPair, SshdServer, generate_keypair
 from heartbeat.lab.peers import TcpPeer
-from heartbeat.models import Server
 from heartbeat.probe import (
     PREFERRED_HOST_KEY_ALGS,
-    ClientCredentials,
-    CredentialsError,
     ProbeOptions,
     load_client_key,
     probe_servers,
@@ -40,16 +38,8 @@ FAST = ProbeOptions(connect_timeout_s=2.0, probe_timeout_s=3.0, concurrency=4)
 OPENSSH_BANNER = b"SSH-2.0-OpenSSH_9.2\r\n"
 
 
-def creds(key: KeyPair) -> dict[str, ClientCredentials | CredentialsError]:
-    return {"c": ClientCredentials("c", "root", load_client_key("c", None, str(key.private_path), None))}
-
-
-def target(host: str, port: int, host_key: str | None = None) -> Server:
-    return Server(id=1, name="s1", host=host, port=port, conn_id="c", host_key=host_key)
-
-
 def probe_one(sshd: SshdServer | ScriptedPeer, key: KeyPair, host_key: str | None = None):
-    [result] = probe_servers([target(sshd.host, sshd.port, host_key)], creds(key), FAST)
+    [result] = probe_servers([probe_target(1, sshd.host, sshd.port, host_key)], ssh_creds(key), FAST)
     return result
 
 
