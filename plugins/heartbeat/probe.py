@@ -31,17 +31,22 @@ from heartbeat.config import HostKeyPolicy
 from heartbeat.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
 from heartbeat.models import ErrorClass, ProbeResult, Server
 from heartbeat.sshkeys import ClientKey, UnusableKey, load_private_key
-from heartbeat.sshlogin import KEX_METHODS, LoginFailed, LoginProgress, Offer, login
+from heartbeat.sshlogin import (
+    HOST_KEY_ALGS,
+    KEX_METHODS,
+    MAX_VERSION_LINE_BYTES,
+    LoginFailed,
+    LoginProgress,
+    Offer,
+    login,
+)
 
-MAX_BANNER_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
 MAX_MESSAGE_CHARS = 300
 
+# A pinned key's type -> the host key algorithms that present it (ssh-rsa: rsa-sha2-512, ...).
 HOST_KEY_ALGS_BY_KEY_TYPE: dict[str, tuple[str, ...]] = {
-    "ssh-ed25519": ("ssh-ed25519",),
-    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
-    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
-    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
-    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+    key_type.decode(): tuple(alg for alg, made_by in HOST_KEY_ALGS.items() if made_by == key_type)
+    for key_type in dict.fromkeys(HOST_KEY_ALGS.values())
 }
 PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
     "ssh-ed25519",
@@ -51,19 +56,9 @@ PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
     "rsa-sha2-512",
     "rsa-sha2-256",
 )
-def _default_kex_algs() -> tuple[str, ...]:
-    """ECDH on NIST P-256 first, then X25519, the larger curves, and finite-field groups last.
-
-    OpenSSH up to 9.x computes P-256 with OpenSSL's optimised code but X25519 with its own portable
-    code: a login that agrees on P-256 costs the monitored sshd about 4 ms less CPU, a quarter of
-    its CPU per login (bench/fleet_bench.py, docs/benchmarks.md). The monitor logs in to every
-    server every 30 s; the session carries no data, so a post-quantum hybrid exchange would protect
-    nothing and cost the servers most. HEARTBEAT_KEX_ALGS overrides.
-    """
-    return tuple(KEX_METHODS)
 
 
-DEFAULT_KEX_ALGS: tuple[str, ...] = _default_kex_algs()
+DEFAULT_KEX_ALGS: tuple[str, ...] = tuple(KEX_METHODS)  # the order and its reasons: sshlogin.KEX_METHODS
 
 
 def supported_kex_algs() -> tuple[str, ...]:
@@ -189,7 +184,7 @@ async def _read_banner(sock: socket.socket, deadline: float) -> tuple[str, bytes
     """
     loop = asyncio.get_running_loop()
     data = b""
-    for _ in range(MAX_BANNER_BYTES + 2):  # at least one byte per round
+    for _ in range(MAX_VERSION_LINE_BYTES + 2):  # at least one byte per round
         remaining = deadline - time.perf_counter()
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
@@ -209,11 +204,11 @@ async def _read_banner(sock: socket.socket, deadline: float) -> tuple[str, bytes
         if not b"SSH-"[: len(data)] == data[:4]:
             raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
         newline = data.find(b"\n")
-        if 0 <= newline <= MAX_BANNER_BYTES + 1:
+        if 0 <= newline <= MAX_VERSION_LINE_BYTES + 1:
             return data[:newline].rstrip(b"\r").decode("ascii", "replace"), data
-        if newline > MAX_BANNER_BYTES + 1 or len(data) > MAX_BANNER_BYTES + 1:
-            raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_BANNER_BYTES} bytes")
-    raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_BANNER_BYTES} bytes")
+        if newline > MAX_VERSION_LINE_BYTES + 1 or len(data) > MAX_VERSION_LINE_BYTES + 1:
+            raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
+    raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
 
 
 class Prober:

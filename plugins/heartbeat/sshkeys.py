@@ -60,7 +60,7 @@ class ClientKey:
     @property
     def sig_algorithms(self) -> tuple[bytes, ...]:
         if self.algorithm == b"ssh-rsa":
-            return (b"rsa-sha2-512", b"rsa-sha2-256", b"ssh-rsa")
+            return tuple(_RSA_HASHES)  # SHA-512 first
         return (self.algorithm,)
 
     def sign(self, data: bytes, sig_algorithm: bytes) -> bytes:

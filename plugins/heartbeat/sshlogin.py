@@ -48,7 +48,7 @@ from heartbeat.sshwire import (
 )
 
 CLIENT_VERSION = b"SSH-2.0-heartbeat_1"
-MAX_VERSION_LINE_BYTES = 255
+MAX_VERSION_LINE_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
 MAX_SKIPPED_MESSAGES = 64  # IGNORE/DEBUG/BANNER messages tolerated in one wait
 
 MSG_DISCONNECT, MSG_IGNORE, MSG_UNIMPLEMENTED, MSG_DEBUG = 1, 2, 3, 4
@@ -70,7 +70,12 @@ def _modp_prime(bits: int) -> int:
     return int(getattr(kex_dh, {2048: "_group14_p", 4096: "_group16_p", 8192: "_group18_p"}[bits]))
 
 
-# name: (hash, kind, curve or group size)
+# name: (hash, kind, curve or group size), in the order offered by default: ECDH on NIST P-256
+# first, then X25519, the larger curves, and finite-field groups last. OpenSSH up to 9.x computes
+# P-256 with OpenSSL's optimised code but X25519 with its own portable code: a login that agrees
+# on P-256 costs the monitored sshd about 4 ms less CPU, a quarter of its CPU per login
+# (bench/fleet_bench.py, docs/benchmarks.md). The session carries no data, so a post-quantum
+# hybrid exchange would protect nothing and cost the servers most. HEARTBEAT_KEX_ALGS overrides.
 KEX_METHODS: dict[str, tuple[str, str, int]] = {
     "ecdh-sha2-nistp256": ("sha256", "ecdh", 256),
     "curve25519-sha256": ("sha256", "x25519", 0),
@@ -115,8 +120,6 @@ class LoginProgress:
     host_key_at: float | None = None
     verdict: HostKeyVerdict | None = None
     auth_done: float | None = None
-    kex_alg: str | None = None
-    cipher: str | None = None
     strict_kex: bool = False
 
 
@@ -139,7 +142,8 @@ def _first_common(category: str, ours: Sequence[str], theirs: Sequence[str]) -> 
 
 
 class _KeyAgreement:
-    """One side of an ECDH, X25519 or finite-field DH exchange."""
+    """One side of an ECDH, X25519 or finite-field DH exchange; ``public`` is the client's value
+    encoded as it is sent and hashed (a string, or an mpint for DH)."""
 
     def __init__(self, kind: str, size: int) -> None:
         self.kind = kind
@@ -147,17 +151,17 @@ class _KeyAgreement:
         self._x25519: x25519.X25519PrivateKey | None = None
         if kind == "ecdh":
             self._ec = ec.generate_private_key(_CURVES[size])
-            self.public = self._ec.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+            self.public = string(self._ec.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
         elif kind == "x25519":
             self._x25519 = x25519.X25519PrivateKey.generate()
-            self.public = self._x25519.public_key().public_bytes_raw()
+            self.public = string(self._x25519.public_key().public_bytes_raw())
         else:
             self._p = _modp_prime(size)
             self._x = secrets.randbits(DH_EXPONENT_BITS) | 1 << (DH_EXPONENT_BITS - 1)
             self.public = mpint(pow(2, self._x, self._p))
 
     def init_message(self) -> bytes:
-        return bytes((MSG_KEX_INIT,)) + (self.public if self.kind == "modp" else string(self.public))
+        return bytes((MSG_KEX_INIT,)) + self.public
 
     def read_peer(self, reply: Reader) -> tuple[bytes, int]:
         """The peer's public value as hashed, and the shared secret K."""
@@ -336,13 +340,12 @@ class _Login:
         await wire.flush()
         reply = Reader(await self.next_message({MSG_KEX_REPLY}), 1)
         host_key_blob = reply.string()
-        client_public = agreement.public if kind == "modp" else string(agreement.public)
         server_public, shared = agreement.read_peer(reply)
         signature = reply.string()
         shared_mpint = mpint(shared)
         exchange_hash = hashlib.new(hash_name, b"".join((
             string(CLIENT_VERSION), string(server_version), string(client_kexinit), string(server_kexinit),
-            string(host_key_blob), client_public, server_public, shared_mpint,
+            string(host_key_blob), agreement.public, server_public, shared_mpint,
         ))).digest()
         self._check_host_key(host_key_alg, host_key_blob, exchange_hash, signature)
 
@@ -395,9 +398,7 @@ class _Login:
         mac_s2c = None if CIPHER_SIZES[cipher_s2c][2] else _first_common("MAC", self.offer.macs, lists[5])
         _first_common("compression", ("none",), lists[6])
         _first_common("compression", ("none",), lists[7])
-        self.progress.kex_alg = kex_alg
         self.progress.strict_kex = self.strict
-        self.progress.cipher = cipher_c2s
         return kex_alg, host_key_alg, (cipher_c2s, cipher_s2c), (mac_c2s, mac_s2c)
 
     @staticmethod
