@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from heartbeat.config import settings_from_env
-from heartbeat.inventory import shard_label
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +21,26 @@ def _run_id() -> str:
     return str(get_current_context()["run_id"])
 
 
-def load_inventory() -> list[list[dict[str, Any]]]:
-    """Read the enabled inventory and return it as shards, one mapped probe task each."""
+def load_inventory() -> list[dict[str, Any]]:
+    """Read the enabled inventory and return it as shards (server ids and a label), one mapped
+    probe task each."""
     from heartbeat import cycle
 
-    return cycle.load_shards(settings_from_env(), _run_id(), cycle.utc_now())
+    return [shard.to_json() for shard in cycle.load_shards(settings_from_env(), _run_id(), cycle.utc_now())]
 
 
-def probe_shard(shard: list[dict[str, Any]]) -> dict[str, Any]:
+def probe_shard(shard: dict[str, Any]) -> dict[str, Any]:
     """Probe the servers of one shard concurrently and record their results.
 
-    A server that is down is a result, not an error: this task fails only when the results
-    cannot be written.
+    A server that is down is a result, not an error: this task fails only when the heartbeat
+    database cannot be read or written.
     """
     from airflow.sdk import get_current_context
 
     from heartbeat import cycle
 
     context = get_current_context()
-    context["shard_label"] = shard_label(shard)  # type: ignore[typeddict-unknown-key]
+    context["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]
     summary = cycle.probe_shard(settings_from_env(), str(context["run_id"]), shard)
     log.info("probed %d servers: %d ok, failures %s, %.0f ms", summary.probed, summary.ok,
              summary.by_error_class or "none", summary.duration_ms)

@@ -78,27 +78,27 @@ def _describe_result(result: Any) -> str:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from heartbeat import cycle
+    from heartbeat.inventory import Shard
 
     settings = _settings()
     started_at = cycle.utc_now()
     cycle_id = "cli-" + started_at.strftime("%Y%m%dT%H%M%S.%fZ")
-    shards = cycle.load_shards(settings, cycle_id, started_at, only=args.server or None)
-    servers = [s for shard in shards for s in shard]
+    servers = cycle.load_servers(settings, cycle_id, started_at, only=args.server or None)
     if args.server:
-        missing = sorted(set(args.server) - {s["name"] for s in servers})
+        missing = sorted(set(args.server) - {s.name for s in servers})
         if missing:
             raise CommandError(f"no enabled, valid server named {', '.join(missing)} (see `heartbeat servers list`)")
     if args.verbose:
         print(f"probing {len(servers)} servers (timeout {settings.probe_timeout_s:g} s, "
               f"{settings.concurrency} logins in flight)")
         for s in servers:
-            print(f"  connecting to {s['name']} ({s['host']}:{s['port']})")
+            print(f"  connecting to {s.name} ({s.host}:{s.port})")
 
     def show(result: Any) -> None:
         if args.verbose or not result.ok:
             print("  " + _describe_result(result))
 
-    summary = cycle.probe_shard(settings, cycle_id, servers, on_result=show) if servers else None
+    summary = cycle.probe_shard(settings, cycle_id, Shard.of(servers), on_result=show) if servers else None
     counts = cycle.materialise(settings, cycle_id, cycle.utc_now())
     if summary is not None:
         failures = ", ".join(f"{k} {v}" for k, v in summary.by_error_class.items()) or "none"

@@ -6,21 +6,21 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heartbeat import connections, store
 from heartbeat.config import Settings, SettingsError
-from heartbeat.inventory import shard_servers
+from heartbeat.inventory import Shard, shard_servers
 from heartbeat.models import CycleSummary, ProbeResult, Server
 
 if TYPE_CHECKING:
     from heartbeat.probe import ProbeOptions
 
-# heartbeat.probe (asyncssh, about 0.2 s to import) is imported only where logins happen: the
-# DAG files, and the tasks that load, materialise and notify, never need it.
+# heartbeat.probe (the SSH client and its cryptography) is imported only where logins happen:
+# the DAG files, and the tasks that load, materialise and notify, never need it.
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ def db_connect(settings: Settings, dsn: str | None = None):  # type: ignore[no-u
     return store.connect(dsn or connections.heartbeat_db_dsn(settings.db_conn_id))
 
 
-def load_shards(
+def load_servers(
     settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
     only: Sequence[str] | None = None,
-) -> list[list[dict[str, Any]]]:
-    """Read the enabled inventory and cut it into shards (lists of JSON-safe server records).
+) -> list[Server]:
+    """Open the cycle and read the enabled inventory (``only``: these server names).
 
     Invalid rows are recorded at once as failed attempts with what is wrong, so they show in
     the status with a reason instead of silently disappearing.
@@ -77,10 +77,18 @@ def load_shards(
         for server, problem in bad:
             log.warning("skipping server %s: %s", server.name, problem)
         store.record_results(conn, cycle_id, [store.invalid_row_result(s, p, started_at) for s, p in bad])
-    shards = shard_servers(servers, settings.shard_size, settings.max_shards)
-    log.info("cycle %s: %d servers in %d shards (%d invalid rows skipped)",
-             cycle_id, len(servers), len(shards), len(bad))
-    return [[s.to_dict() for s in shard] for shard in shards]
+    log.info("cycle %s: %d servers (%d invalid rows skipped)", cycle_id, len(servers), len(bad))
+    return servers
+
+
+def load_shards(
+    settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
+) -> list[Shard]:
+    """Open the cycle and cut the enabled inventory into shards, one mapped probe task each."""
+    shards = [Shard.of(s) for s in shard_servers(load_servers(settings, cycle_id, started_at, dsn),
+                                                 settings.shard_size, settings.max_shards)]
+    log.info("cycle %s: %d shards", cycle_id, len(shards))
+    return shards
 
 
 def summarise(results: Sequence[ProbeResult], duration_ms: float) -> CycleSummary:
@@ -94,16 +102,29 @@ def summarise(results: Sequence[ProbeResult], duration_ms: float) -> CycleSummar
 
 
 def probe_shard(
-    settings: Settings, cycle_id: str, shard: Sequence[dict[str, Any]], dsn: str | None = None,
-    on_result: Callable[[ProbeResult], None] | None = None,
+    settings: Settings, cycle_id: str, shard: Shard | Mapping[str, Any], dsn: str | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None, now: Callable[[], datetime] = utc_now,
 ) -> CycleSummary:
-    """Probe one shard concurrently and write its results in one transaction."""
+    """Probe one shard concurrently and write its results in one transaction.
+
+    The shard's servers are read as they are now: one disabled or removed since the cycle began
+    is left out, one whose row has become invalid is recorded as such, a host key pinned in the
+    meantime is used. No database connection is held while probing.
+    """
     from heartbeat.probe import probe_servers
 
     started = time.perf_counter()
-    servers = [Server.from_dict(s) for s in shard]
+    if not isinstance(shard, Shard):
+        shard = Shard.from_json(shard)
+    attempted_at = now()
+    with db_connect(settings, dsn) as conn:
+        servers, bad = store.load_inventory(conn, shard.server_ids)
+    gone = len(shard.server_ids) - len(servers) - len(bad)
+    if gone:
+        log.info("%d servers of shard %s were disabled or removed since the cycle began", gone, shard.label)
     credentials = connections.ssh_credentials(s.conn_id for s in servers)
-    results = probe_servers(servers, credentials, probe_options(settings))
+    results = [store.invalid_row_result(s, p, attempted_at) for s, p in bad]
+    results += probe_servers(servers, credentials, probe_options(settings), now=now)
     for result in results:
         if on_result is not None:
             on_result(result)

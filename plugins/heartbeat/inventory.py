@@ -218,10 +218,34 @@ def shard_servers(servers: Sequence[Server], shard_size: int, max_shards: int) -
     return shards
 
 
-def shard_label(shard: Sequence[Mapping[str, Any]]) -> str:
+@dataclass(frozen=True)
+class Shard:
+    """One mapped probe task's part of a cycle: its servers by id, and a label for the UI.
+
+    This is what travels through XCom, so it stays small (a few kilobytes for a thousand servers,
+    where the server rows would be a hundred times that and every task that receives them would
+    pay to decode them); the probe task reads the rows again from the inventory.
+    """
+
+    label: str
+    server_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, servers: Sequence[Server]) -> Shard:
+        return cls(shard_label(servers), tuple(s.id for s in servers))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "server_ids": list(self.server_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Shard:
+        return cls(str(data["label"]), tuple(int(i) for i in data["server_ids"]))
+
+
+def shard_label(shard: Sequence[Server]) -> str:
     """A short, readable name for a shard, for the mapped task's name in the UI."""
     if not shard:
         return "empty"
     if len(shard) == 1:
-        return f"{shard[0]['name']} ({shard[0]['host']})"
-    return f"{shard[0]['name']} … {shard[-1]['name']} ({len(shard)} servers)"
+        return f"{shard[0].name} ({shard[0].host})"
+    return f"{shard[0].name} … {shard[-1].name} ({len(shard)} servers)"

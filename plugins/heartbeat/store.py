@@ -107,14 +107,20 @@ def check_schema(conn: psycopg.Connection[Any]) -> None:
         raise SchemaError(f"the heartbeat database is missing migrations {names}: run `heartbeat migrate`")
 
 
-def load_inventory(conn: psycopg.Connection[Any]) -> tuple[list[Server], list[tuple[Server, str]]]:
-    """Enabled servers, validated: (usable servers, [(bad server, what is wrong)]).
+def load_inventory(
+    conn: psycopg.Connection[Any], server_ids: Sequence[int] | None = None,
+) -> tuple[list[Server], list[tuple[Server, str]]]:
+    """Enabled servers, validated: (usable servers, [(bad server, what is wrong)]); with
+    ``server_ids``, only those of them (a shard, read again when it is probed).
 
     Rows written by other systems may bypass the command line's validation; a bad row is
     reported and skipped, never allowed to stop the rest of the fleet from being probed.
     """
     with conn.transaction():
-        rows = conn.execute(sql.query("load_enabled_servers")).fetchall()
+        if server_ids is None:
+            rows = conn.execute(sql.query("load_enabled_servers")).fetchall()
+        else:
+            rows = conn.execute(sql.query("load_enabled_servers_by_id"), {"server_ids": list(server_ids)}).fetchall()
     good: list[Server] = []
     bad: list[tuple[Server, str]] = []
     for row in rows:

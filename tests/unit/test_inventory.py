@@ -1,8 +1,11 @@
+import json
+
 import pytest
 
 from heartbeat.inventory import (
     InventoryError,
     ServerSpec,
+    Shard,
     read_import_file,
     shard_label,
     shard_servers,
@@ -82,5 +85,18 @@ def test_should_cut_balanced_shards_within_limits(n, size, max_shards, expected_
 
 
 def test_should_label_shards_by_their_servers():
-    assert shard_label([{"name": "web-01", "host": "10.0.0.1"}]) == "web-01 (10.0.0.1)"
-    assert shard_label([{"name": "a", "host": "x"}, {"name": "b", "host": "y"}]) == "a … b (2 servers)"
+    def server(name: str, host: str) -> Server:
+        return Server(id=1, name=name, host=host)
+
+    assert shard_label([server("web-01", "10.0.0.1")]) == "web-01 (10.0.0.1)"
+    assert shard_label([server("a", "x"), server("b", "y")]) == "a … b (2 servers)"
+
+
+def test_should_pass_a_shard_through_json_as_ids_and_a_label():
+    shard = Shard.of(servers(1000))
+    data = shard.to_json()
+    assert set(data) == {"label", "server_ids"} and data["server_ids"] == list(range(1000))
+    assert Shard.from_json(data) == shard
+    assert len(json.dumps(data)) < 6 * 1000  # the XCom stays a few kB, whatever the rows hold
+
+

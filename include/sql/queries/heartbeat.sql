@@ -7,6 +7,13 @@ FROM servers
 WHERE enabled
 ORDER BY id;
 
+-- name: load_enabled_servers_by_id
+-- One shard's servers as they are now (a shard names its servers by id).
+SELECT id, name, host, port, username, conn_id, host_key
+FROM servers
+WHERE enabled AND id = ANY(%(server_ids)s)
+ORDER BY id;
+
 -- name: create_probe_batch
 CREATE TEMP TABLE probe_batch (
     server_id bigint, cycle_id text, attempted_at timestamptz, ok boolean, error_class text,
