@@ -9,11 +9,11 @@ installed on the servers: a successful login is a heartbeat.
 2. **probe_shard** (mapped, one per shard, named after the servers it holds) logs in to its
    servers concurrently and writes their results in one transaction; a down server is a result,
    not a task failure;
-3. **materialise_status** (runs even when probes failed) writes `server_status` and one
+3. **materialise_and_notify** (runs even when probes failed) writes `server_status` and one
    `status_events` row per change: OFFLINE (no heartbeat within 60 s), ONLINE, or WARNING
-   (fresh heartbeat, but an active alert or anomaly);
-4. **notify_status_changes** sends what has changed (server OFFLINE, recovered, host key changed,
-   monitor stalled) by e-mail and webhook, each change once, none during a maintenance window.
+   (fresh heartbeat, but an active alert or anomaly); then sends what has changed (server
+   OFFLINE, recovered, host key changed, monitor stalled) by e-mail and webhook, each change
+   once, none during a maintenance window.
 
 Settings are `HEARTBEAT_*` environment variables; credentials come from the Airflow connections
 `heartbeat_db` and `heartbeat_ssh`, notification channels from `heartbeat_smtp` and
@@ -36,14 +36,11 @@ probe_shard = task(
     map_index_template="{{ shard_label }}",
     execution_timeout=timedelta(minutes=5),
 )(airflow_tasks.probe_shard)
-materialise_status = task(
+materialise_and_notify = task(
     multiple_outputs=False,
     trigger_rule=TriggerRule.ALL_DONE,
-    execution_timeout=timedelta(seconds=60),
-)(airflow_tasks.materialise_status)
-notify_status_changes = task(multiple_outputs=False, execution_timeout=timedelta(seconds=120))(
-    airflow_tasks.notify_status_changes
-)
+    execution_timeout=timedelta(seconds=180),
+)(airflow_tasks.materialise_and_notify)
 
 
 @dag(
@@ -60,7 +57,7 @@ notify_status_changes = task(multiple_outputs=False, execution_timeout=timedelta
 )
 def ssh_heartbeat() -> None:
     shards = load_inventory()
-    probe_shard.expand(shard=shards) >> materialise_status() >> notify_status_changes()
+    probe_shard.expand(shard=shards) >> materialise_and_notify()
 
 
 dag = ssh_heartbeat()

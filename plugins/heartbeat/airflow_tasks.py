@@ -47,16 +47,17 @@ def probe_shard(shard: dict[str, Any]) -> dict[str, Any]:
     return summary.to_json()
 
 
-def materialise_status() -> dict[str, int]:
-    """Evaluate every server's status now and record the changes; also prunes old history."""
-    from heartbeat import cycle
+def materialise_and_notify() -> dict[str, int]:
+    """Evaluate every server's status now and record the changes (also prunes old history), then
+    notify the changes that have held long enough (each once per channel, none for a server in
+    maintenance) and a stalled monitor, through the channels defined as Airflow connections.
 
-    return cycle.materialise(settings_from_env(), _run_id(), cycle.utc_now())
-
-
-def notify_status_changes() -> dict[str, int]:
-    """Notify status changes that have held long enough (each once per channel, none for a server
-    in maintenance) and a stalled monitor, through the channels defined as Airflow connections."""
+    One task, not two: a task costs Airflow more CPU than a thousand logins, and a failed send
+    is not a task failure anyway (it is recorded and retried on the next cycles).
+    """
     from heartbeat import cycle, notify
 
-    return notify.run(settings_from_env(), cycle.utc_now(), current_cycle_id=_run_id())
+    settings, run_id, as_of = settings_from_env(), _run_id(), cycle.utc_now()
+    counts = cycle.materialise(settings, run_id, as_of)
+    sent = notify.run(settings, as_of, current_cycle_id=run_id)
+    return counts | {f"notifications_{name}": count for name, count in sent.items()}

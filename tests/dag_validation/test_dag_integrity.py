@@ -53,20 +53,14 @@ def test_should_document_itself_and_carry_tags_and_owner(dagbag):
 
 def test_should_wire_load_probe_materialise_with_status_always_materialised(dagbag):
     dag = dagbag.dags["ssh_heartbeat"]
-    assert set(dag.task_ids) == {"load_inventory", "probe_shard", "materialise_status", "notify_status_changes"}
+    assert set(dag.task_ids) == {"load_inventory", "probe_shard", "materialise_and_notify"}
     probe = dag.get_task("probe_shard")
     assert probe.upstream_task_ids == {"load_inventory"}
     assert probe.map_index_template == "{{ shard_label }}"
-    materialise = dag.get_task("materialise_status")
+    materialise = dag.get_task("materialise_and_notify")
     assert materialise.upstream_task_ids == {"probe_shard"}
+    assert materialise.downstream_task_ids == set()
     assert materialise.trigger_rule == "all_done"
-
-
-def test_should_notify_only_after_status_is_materialised(dagbag):
-    notify = dagbag.dags["ssh_heartbeat"].get_task("notify_status_changes")
-    assert notify.upstream_task_ids == {"materialise_status"}
-    assert notify.downstream_task_ids == set()
-    assert notify.trigger_rule == "all_success"
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=[f.name for f in DAG_FILES])

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from integration.test_notifications import Webhook
 from support import add_servers, dump, query
 
 from heartbeat.lab import BannerPeer, KeyPair, SilentPeer, SshdFleet, SshdServer, refused_port
@@ -71,10 +72,13 @@ def test_should_run_a_full_cycle_and_materialise_every_status(
     ])
     query(heartbeat_dsn, "INSERT INTO alerts (server_id, kind, message) VALUES (%s, 'disk_full', '/var 97%%')"
           " RETURNING id", (ids["alerted"],))
+    webhook = Webhook()
     env = {**airflow_base_env, **heartbeat_env, "HEARTBEAT_PROBE_TIMEOUT_S": str(PROBE_TIMEOUT_S),
-           "HEARTBEAT_CONNECT_TIMEOUT_S": "2", "HEARTBEAT_SHARD_SIZE": "3"}
+           "HEARTBEAT_CONNECT_TIMEOUT_S": "2", "HEARTBEAT_SHARD_SIZE": "3", "HEARTBEAT_NOTIFY_AFTER_S": "0",
+           "AIRFLOW_CONN_HEARTBEAT_WEBHOOK": webhook.connection_json()}
 
-    output = run_dag_test(env)
+    with webhook:
+        output = run_dag_test(env)
 
     run_state, task_states = last_run_states(env, postgres)
     assert run_state == "success", dump(task_states)
@@ -103,6 +107,9 @@ def test_should_run_a_full_cycle_and_materialise_every_status(
     pinned = {r["name"]: r["host_key"] for r in query(heartbeat_dsn, "SELECT name, host_key FROM servers")}
     assert pinned["web-1"] == web1.host_key_public_line and pinned["wrong-key"] is not None
     assert pinned["changed-key"] == web1.host_key_public_line  # never silently replaced
+    # The same task sent the notifications: the changed host key among them.
+    sent = {(m["kind"], m["title"]) for m in webhook.received}
+    assert ("host_key_changed", "changed-key: host key changed") in sent, dump(webhook.received)
 
     # The silent hosts cost one probe timeout for their shard, not one each.
     [cycle] = query(heartbeat_dsn, "SELECT started_at, finished_at, servers, ok, failed, online, warning, offline "
@@ -141,4 +148,4 @@ def test_should_fail_the_run_with_a_clear_task_log_when_the_database_is_unreacha
     run_state, task_states = last_run_states(env, postgres)
     assert run_state == "failed"
     assert task_states["load_inventory[-1]"] == "failed"
-    assert task_states["materialise_status[-1]"] == "failed"  # it still ran (all_done), and said why
+    assert task_states["materialise_and_notify[-1]"] == "failed"  # it still ran (all_done), and said why

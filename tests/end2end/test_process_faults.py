@@ -66,7 +66,7 @@ def test_should_recover_on_the_next_cycle_after_a_probe_task_is_killed(
         r["run_id"] == killed_run and r["end_date"] for r in dag_runs(airflow)), 2 * CYCLE_S + SLACK_S, context)
     states = task_instances(airflow, killed_run)
     assert states["probe_shard"] in ("failed", "up_for_retry", "upstream_failed"), states
-    assert states["materialise_status"] == "success", states  # still materialised: all_done
+    assert states["materialise_and_notify"] == "success", states  # still materialised: all_done
     assert query(heartbeat_dsn, "SELECT count(*) AS n FROM probe_history WHERE cycle_id = %s",
                  (killed_run,))[0]["n"] == 0  # nothing half-written
 
