@@ -12,7 +12,8 @@ It sets everything up itself and stops everything it started, on Ctrl-C and SIGT
 
 Measured, in this order: the seed's way (``SSHHook``, sequential), the raw engine
 (``heartbeat.probe.probe_servers`` in a process of its own), then cycles of the real DAG with 100,
-1,000 and 3,000 enabled servers, and a cycle with 10 % silent hosts. Per cycle: wall time and task
+1,000 and 3,000 enabled servers, and a cycle with 10 % silent hosts, then the raw engine again
+with Airflow stopped (its row is the median of both passes: the machine's speed drifts). Per cycle: wall time and task
 timings from ``dag_run``/``task_instance``, the heartbeat database's ``cycles`` row, and the CPU of
 every process in the Airflow tree (api-server, dag-processor, scheduler, executor workers, task
 processes, from /proc: utime+stime+cutime+cstime); sshd and PostgreSQL are measured apart and not
@@ -600,34 +601,31 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         print(f"  {b['ok']}/{b['n']} ok in {b['wall_s']:.2f} s, {b['cpu_s'] / b['n'] * 1000:.2f} ms CPU per login "
               f"(+{b['import_cpu_s']:.1f} s CPU to import the provider)", flush=True)
 
-    # 2. the raw engine
-    print(f"raw engine: probe_servers over {', '.join(map(str, options.sizes))} servers, "
-          f"{options.raw_reps} runs each...", flush=True)
-    raw_out = run_child("raw", {
+    # 2. the raw engine: measured before the Airflow runs and again after them (Airflow stopped),
+    # so that a drift of the machine's speed during the run (up to a third on a shared VM) does
+    # not decide the ratio to the raw engine; its row is the median of both passes.
+    raw_job = {
         "targets": [{"id": i + 1, **g, "username": None} for i, g in enumerate(good)], "sizes": list(options.sizes),
         "reps": options.raw_reps, "warmup": min(50, len(good)), "username": username,
         "key_file": str(key.private_path), "connect_timeout_s": settings.connect_timeout_s,
         "probe_timeout_s": settings.probe_timeout_s, "concurrency": settings.concurrency,
         "kex_algs": list(probe_options(settings).kex_algs),
-    }, work)
-    raw_rows: dict[int, Row] = {}
-    spans = [(r["t0"], r["t1"], r) for r in raw_out["runs"]]
-    sampler.wait_past(max(t1 for _, t1, _ in spans))
-    for n in options.sizes:
-        runs = [(a, b, r) for a, b, r in spans if r["n"] == n]
-        row = Row(
-            "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for _, _, r in runs]),
-            median([n / r["wall_s"] for _, _, r in runs]), median([r["cpu_s"] / n * 1000 for _, _, r in runs]),
-            sshd_ms_per_login=median([(sampler.used("sshd", a, b) or 0.0) / n * 1000 for a, b, _ in runs]),
-            load1=load1(), ok=min(r["ok"] for _, _, r in runs), extra={"runs": [r for _, _, r in runs]},
-        )
-        if baseline is not None:
-            row.vs_baseline = row.logins_per_s / baseline.logins_per_s
-        row.vs_raw = 1.0
-        raw_rows[n] = row
-        rows.append(row)
-        print(f"  N={n}: {row.wall_s:.2f} s, {row.logins_per_s:.0f} logins/s, {row.cpu_ms_per_server:.2f} ms CPU "
-              f"per login, sshd {row.sshd_ms_per_login:.1f} ms per login, ok {row.ok}", flush=True)
+    }
+
+    def raw_pass(when: str) -> list[dict[str, Any]]:
+        print(f"raw engine ({when}): probe_servers over {', '.join(map(str, options.sizes))} servers, "
+              f"{options.raw_reps} runs each...", flush=True)
+        runs: list[dict[str, Any]] = run_child("raw", raw_job, work)["runs"]
+        sampler.wait_past(max(r["t1"] for r in runs))
+        for n in options.sizes:
+            of_n = [r for r in runs if r["n"] == n]
+            print(f"  N={n}: {median([r['wall_s'] for r in of_n]):.2f} s, "
+                  f"{median([n / r['wall_s'] for r in of_n]):.0f} logins/s, "
+                  f"{median([r['cpu_s'] / n * 1000 for r in of_n]):.2f} ms CPU per login, ok "
+                  f"{min(r['ok'] for r in of_n)}", flush=True)
+        return runs
+
+    raw_runs = raw_pass("before Airflow")
 
     # 3. the real scheduler
     print("Airflow: migrating the metadata database, starting api-server, dag-processor, scheduler...", flush=True)
@@ -653,15 +651,36 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
             label = f"N={biggest}, shard size {shard_size}"
             phases = [Phase("warm-up", biggest, 0, 1, record=False, shard_size=shard_size),
                       Phase(label, biggest, 0, options.cycles, shard_size=shard_size)]
-            got = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
-            cycles += got
-            rows.append(cycle_row(f"Airflow, shard size {shard_size}", got, raw_rows.get(biggest), baseline))
+            cycles += run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
     else:
         phases = [first] + [Phase(f"N={n}", n, 0, options.cycles) for n in options.sizes]
         if silent:
             phases.append(Phase(f"N={options.silent_n}, {silent} silent", options.silent_n - silent, silent,
                                 options.silent_cycles))
         cycles = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+    airflow.stop()
+    raw_runs += raw_pass("after Airflow")
+
+    raw_rows: dict[int, Row] = {}
+    for n in options.sizes:
+        runs = [r for r in raw_runs if r["n"] == n]
+        row = Row(
+            "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for r in runs]),
+            median([n / r["wall_s"] for r in runs]), median([r["cpu_s"] / n * 1000 for r in runs]),
+            sshd_ms_per_login=median([(sampler.used("sshd", r["t0"], r["t1"]) or 0.0) / n * 1000 for r in runs]),
+            load1=load1(), ok=min(r["ok"] for r in runs), extra={"runs": runs},
+            notes="median of the passes before and after the Airflow runs",
+        )
+        if baseline is not None:
+            row.vs_baseline = row.logins_per_s / baseline.logins_per_s
+        row.vs_raw = 1.0
+        raw_rows[n] = row
+        rows.append(row)
+    if options.shard_sizes:
+        for shard_size in dict.fromkeys(options.shard_sizes):
+            got = [c for c in cycles if c.shard_size == shard_size and c.label != "warm-up"]
+            rows.append(cycle_row(f"Airflow, shard size {shard_size}", got, raw_rows.get(biggest), baseline))
+    else:
         for n in options.sizes:
             got = [c for c in cycles if c.label == f"N={n}"]
             rows.append(cycle_row("Airflow: real scheduler, LocalExecutor", got, raw_rows.get(n), baseline))
