@@ -223,8 +223,8 @@ class Shard:
     """One mapped probe task's part of a cycle: its servers by id, and a label for the UI.
 
     This is what travels through XCom, so it stays small (a few kilobytes for a thousand servers,
-    where the server rows would be a hundred times that and every task that receives them would
-    pay to decode them); the probe task reads the rows again from the inventory.
+    where their rows are about 200 kB that the API server and the task receiving them would
+    decode); the probe task reads the rows again from the inventory.
     """
 
     label: str

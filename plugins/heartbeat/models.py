@@ -58,9 +58,6 @@ class Server:
     conn_id: str = DEFAULT_SSH_CONN_ID
     host_key: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Server:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
