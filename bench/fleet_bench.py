@@ -618,11 +618,9 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         runs: list[dict[str, Any]] = run_child("raw", raw_job, work)["runs"]
         sampler.wait_past(max(r["t1"] for r in runs))
         for n in options.sizes:
-            of_n = [r for r in runs if r["n"] == n]
-            print(f"  N={n}: {median([r['wall_s'] for r in of_n]):.2f} s, "
-                  f"{median([n / r['wall_s'] for r in of_n]):.0f} logins/s, "
-                  f"{median([r['cpu_s'] / n * 1000 for r in of_n]):.2f} ms CPU per login, ok "
-                  f"{min(r['ok'] for r in of_n)}", flush=True)
+            row = raw_row(n, runs, sampler)
+            print(f"  N={n}: {row.wall_s:.2f} s, {row.logins_per_s:.0f} logins/s, {row.cpu_ms_per_server:.2f} ms CPU "
+                  f"per login, ok {row.ok}", flush=True)
         return runs
 
     raw_runs = raw_pass("before Airflow")
@@ -663,14 +661,8 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
 
     raw_rows: dict[int, Row] = {}
     for n in options.sizes:
-        runs = [r for r in raw_runs if r["n"] == n]
-        row = Row(
-            "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for r in runs]),
-            median([n / r["wall_s"] for r in runs]), median([r["cpu_s"] / n * 1000 for r in runs]),
-            sshd_ms_per_login=median([(sampler.used("sshd", r["t0"], r["t1"]) or 0.0) / n * 1000 for r in runs]),
-            load1=load1(), ok=min(r["ok"] for r in runs), extra={"runs": runs},
-            notes="median of the passes before and after the Airflow runs",
-        )
+        row = raw_row(n, raw_runs, sampler)
+        row.notes = "median of the passes before and after the Airflow runs"
         if baseline is not None:
             row.vs_baseline = row.logins_per_s / baseline.logins_per_s
         row.vs_raw = 1.0
@@ -678,7 +670,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         rows.append(row)
     if options.shard_sizes:
         for shard_size in dict.fromkeys(options.shard_sizes):
-            got = [c for c in cycles if c.shard_size == shard_size and c.label != "warm-up"]
+            got = [c for c in cycles if c.shard_size == shard_size]  # warm-ups are not recorded
             rows.append(cycle_row(f"Airflow, shard size {shard_size}", got, raw_rows.get(biggest), baseline))
     else:
         for n in options.sizes:
@@ -693,6 +685,17 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     results.update({"rows": [asdict(r) for r in rows], "cycles": [asdict(c) for c in cycles],
                     "idle_airflow_cpu_pct": idle, "minutes": (time.monotonic() - started) / 60})
     return results
+
+
+def raw_row(n: int, raw_runs: Sequence[dict[str, Any]], sampler: CpuSampler) -> Row:
+    """The raw engine's row for N servers: medians over its runs of that size."""
+    runs = [r for r in raw_runs if r["n"] == n]
+    return Row(
+        "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for r in runs]),
+        median([n / r["wall_s"] for r in runs]), median([r["cpu_s"] / n * 1000 for r in runs]),
+        sshd_ms_per_login=median([(sampler.used("sshd", r["t0"], r["t1"]) or 0.0) / n * 1000 for r in runs]),
+        load1=load1(), ok=min(r["ok"] for r in runs), extra={"runs": runs},
+    )
 
 
 def restart_scheduler(airflow: Airflow, task_env: dict[str, str]) -> None:
