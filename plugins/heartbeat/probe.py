@@ -35,6 +35,7 @@ from heartbeat.sshlogin import (
     HOST_KEY_ALGS,
     KEX_METHODS,
     MAX_VERSION_LINE_BYTES,
+    Connection,
     LoginFailed,
     LoginProgress,
     Offer,
@@ -142,7 +143,7 @@ async def _resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, tu
     return [(info[0], info[4]) for info in infos]
 
 
-async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
+async def _connect_tcp(host: str, port: int, timeout_s: float) -> Connection:
     """Connect to the first address that answers, within ``timeout_s`` in all; TCP_NODELAY set
     (without it a login stalls 40 ms on delayed ACK)."""
     deadline = time.perf_counter() + timeout_s
@@ -153,21 +154,18 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             break
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             async with asyncio.timeout(remaining):
-                await loop.sock_connect(sock, sockaddr)
-            return sock
+                transport, conn = await loop.create_connection(Connection, sockaddr[0], sockaddr[1], family=family)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn
         except TimeoutError:
-            sock.close()
             last = LoginFailed(ErrorClass.TIMEOUT, f"TCP connect to port {port} timed out after {timeout_s:g} s")
         except ConnectionRefusedError:
-            sock.close()
             last = LoginFailed(ErrorClass.REFUSED, f"connection refused on port {port}")
         except OSError as exc:
-            sock.close()
             if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
                 last = LoginFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({sockaddr[0]})")
             else:
@@ -175,39 +173,38 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> socket.socket:
     raise last or LoginFailed(ErrorClass.TIMEOUT, f"TCP connect timed out after {timeout_s:g} s")
 
 
-async def _read_banner(sock: socket.socket, deadline: float) -> tuple[str, bytes]:
-    """Read until the server's SSH version line is complete; returns it and every byte read (the
-    login goes on from there).
+async def _read_banner(conn: Connection, deadline: float) -> str:
+    """Wait until the server's SSH version line is complete and return it; it stays in
+    ``conn.buffer``, where the login goes on from.
 
     Checked before a login slot is taken, so a silent listener, a dripping or oversized banner and
     a non-SSH service each get their own clear error and hold no slot.
     """
-    loop = asyncio.get_running_loop()
-    data = b""
+    data = conn.buffer
     for _ in range(MAX_VERSION_LINE_BYTES + 2):  # at least one byte per round
+        if data:
+            if data.startswith(b"Exceeded MaxStartups"):
+                raise LoginFailed(
+                    ErrorClass.REFUSED,
+                    "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
+                )
+            if not b"SSH-"[: len(data)] == data[:4]:
+                raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(bytes(data[:80]))}")
+            newline = data.find(b"\n")
+            if 0 <= newline <= MAX_VERSION_LINE_BYTES + 1:
+                return bytes(data[:newline]).rstrip(b"\r").decode("ascii", "replace")
+            if newline > MAX_VERSION_LINE_BYTES + 1 or len(data) > MAX_VERSION_LINE_BYTES + 1:
+                raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
         remaining = deadline - time.perf_counter()
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
-                chunk = await loop.sock_recv(sock, 4096)
+                await conn.receive()
         except TimeoutError:
             raise LoginFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
-        except OSError as exc:
+        except ConnectionResetError as exc:
+            if conn.error is None:
+                raise LoginFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
             raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
-        if not chunk:
-            raise LoginFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
-        data += chunk
-        if data.startswith(b"Exceeded MaxStartups"):
-            raise LoginFailed(
-                ErrorClass.REFUSED,
-                "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
-            )
-        if not b"SSH-"[: len(data)] == data[:4]:
-            raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(data)}")
-        newline = data.find(b"\n")
-        if 0 <= newline <= MAX_VERSION_LINE_BYTES + 1:
-            return data[:newline].rstrip(b"\r").decode("ascii", "replace"), data
-        if newline > MAX_VERSION_LINE_BYTES + 1 or len(data) > MAX_VERSION_LINE_BYTES + 1:
-            raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
     raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
 
 
@@ -253,7 +250,8 @@ class Prober:
         trace = _Trace(started=time.perf_counter())
         opts = self.options
         deadline = trace.started + opts.probe_timeout_s
-        sock: socket.socket | None = None
+        conn: Connection | None = None
+        logged_in = False
         try:
             creds = self.credentials.get(server.conn_id)
             if creds is None:
@@ -266,21 +264,24 @@ class Prober:
                     ErrorClass.OTHER,
                     f"no username: set one on the server or as the login of connection {server.conn_id!r}",
                 )
-            sock = await _connect_tcp(server.host, server.port, opts.connect_timeout_s)
+            conn = await _connect_tcp(server.host, server.port, opts.connect_timeout_s)
             trace.tcp_done = time.perf_counter()
-            trace.banner, received = await _read_banner(sock, deadline)
+            trace.banner = await _read_banner(conn, deadline)
             budget_s = max(0.1, deadline - time.perf_counter())
             assert self._login_slots is not None
             async with self._login_slots:
-                await self._login(server, username, creds, sock, received, trace, budget_s)
+                await self._login(server, username, creds, conn, trace, budget_s)
+            logged_in = True
         except LoginFailed as failed:
             return self._result(server, attempted_at, trace, failed.error_class, failed.message)
         except Exception as exc:  # a probe never raises: a down server is data
             log.debug("probe of %s failed unexpectedly", server.name, exc_info=True)
             return self._result(server, attempted_at, trace, ErrorClass.OTHER, f"{type(exc).__name__}: {exc}")
         finally:
-            if sock is not None:
-                sock.close()
+            if conn is not None and logged_in:
+                conn.close()  # after sending the DISCONNECT
+            elif conn is not None:
+                conn.abort()
         return self._result(server, attempted_at, trace, None, "login ok")
 
     async def _login(
@@ -288,8 +289,7 @@ class Prober:
         server: Server,
         username: str,
         creds: ClientCredentials,
-        sock: socket.socket,
-        received: bytes,
+        conn: Connection,
         trace: _Trace,
         budget_s: float,
     ) -> None:
@@ -300,7 +300,7 @@ class Prober:
         offer = Offer(kex_algs=self.options.kex_algs, host_key_algs=preferred)
         try:
             async with asyncio.timeout(budget_s):
-                await login(sock, received, username, creds.key, offer, self._decider(server), trace)
+                await login(conn, username, creds.key, offer, self._decider(server), trace)
         except TimeoutError:
             if trace.host_key is None:
                 raise LoginFailed(ErrorClass.TIMEOUT, "key exchange did not finish before the probe timeout")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import uvloop
 from support import probe_target, ssh_creds
 
 from heartbeat.hostkeys import HostKeyVerdict
@@ -23,9 +24,11 @@ from heartbeat.probe import (
 from heartbeat.sshlogin import (
     CIPHERS,
     KEX_METHODS,
+    MAX_BUFFERED_BYTES,
     MSG_DISCONNECT,
     MSG_IGNORE,
     MSG_KEXINIT,
+    Connection,
     LoginProgress,
     Offer,
     login,
@@ -138,18 +141,16 @@ def test_should_use_strict_key_exchange_with_a_server_that_offers_it(client_key:
 
 async def _login_directly(host: str, port: int, key: KeyPair) -> LoginProgress:
     loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
+    _, conn = await loop.create_connection(Connection, host, port)
     try:
-        await loop.sock_connect(sock, (host, port))
         progress = LoginProgress()
         offer = Offer(kex_algs=tuple(KEX_METHODS), host_key_algs=PREFERRED_HOST_KEY_ALGS)
         client_key = load_client_key("c", None, str(key.private_path), None)
         async with asyncio.timeout(5):
-            await login(sock, b"", "root", client_key, offer, lambda _: HostKeyVerdict(accept=True), progress)
+            await login(conn, "root", client_key, offer, lambda _: HostKeyVerdict(accept=True), progress)
         return progress
     finally:
-        sock.close()
+        conn.close()
 
 
 class ScriptedPeer(TcpPeer):
@@ -195,3 +196,54 @@ def test_should_end_broken_ssh_with_a_clear_error_well_before_the_timeout(client
     assert (result.ok, result.error_class) == (False, error_class), result.message
     assert words in result.message
     assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+def test_should_stop_reading_a_flooding_server_until_the_login_has_used_what_it_read(loop_factory):
+    """A server may send faster than the login reads: beyond MAX_BUFFERED_BYTES unread the
+    connection stops reading (the kernel's window holds the rest), and goes on when asked for more."""
+    sent_bytes = 8 * MAX_BUFFERED_BYTES
+    chunk = b"x" * 65536
+
+    async def flood() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        _, conn = await loop.create_connection(Connection, sock=ours)
+        pushed = consumed = 0
+
+        def push() -> bool:
+            nonlocal pushed
+            try:
+                pushed += theirs.send(chunk[: sent_bytes - pushed])
+                return True
+            except BlockingIOError:
+                return False  # the kernel's buffers are full
+
+        try:
+            stalled = 0
+            for _ in range(10_000):  # the login reads nothing: the flood stalls once the buffer is full
+                stalled = 0 if push() else stalled + 1
+                await asyncio.sleep(0)
+                if stalled >= 50:
+                    break
+            held_while_stalled = len(conn.buffer)
+            pushed_while_stalled = pushed
+            for _ in range(10_000):  # the login reads it all, asking for more each time
+                consumed += len(conn.buffer)
+                del conn.buffer[:]
+                if consumed == sent_bytes:
+                    break
+                push()
+                async with asyncio.timeout(5):
+                    await conn.receive()
+            return pushed_while_stalled, held_while_stalled, consumed
+        finally:
+            conn.abort()
+            theirs.close()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        pushed_while_stalled, held_while_stalled, consumed = runner.run(flood())
+    assert pushed_while_stalled < sent_bytes // 2, "the connection stopped reading"
+    assert MAX_BUFFERED_BYTES <= held_while_stalled <= MAX_BUFFERED_BYTES + len(chunk) * 4
+    assert consumed == sent_bytes, "and read again once the login asked for more"
