@@ -10,10 +10,11 @@ It sets everything up itself and stops everything it started, on Ctrl-C and SIGT
 - Airflow 3: api-server, dag-processor and scheduler (LocalExecutor), running the project's DAG
   on its own 30-s schedule; no triggerer (the DAG has no deferrable task).
 
-Measured, in this order: the seed's way (``SSHHook``, sequential), the raw engine
-(``heartbeat.probe.probe_servers`` in a process of its own), then cycles of the real DAG with 100,
-1,000 and 3,000 enabled servers, and a cycle with 10 % silent hosts, then the raw engine again
-with Airflow stopped (its row is the median of both passes: the machine's speed drifts). Per cycle: wall time and task
+Measured, in this order: the seed's way (``SSHHook``, sequential), then cycles of the real DAG
+with 100, 1,000 and 3,000 enabled servers, each followed by a run of the raw engine
+(``heartbeat.probe.probe_servers`` in a process of its own) over the same servers with Airflow
+frozen in place (SIGSTOP), so that each ratio compares two ways measured in the same minute (the
+machine's speed drifts by up to a third within a run); then cycles with 10 % silent hosts. Per cycle: wall time and task
 timings from ``dag_run``/``task_instance``, the heartbeat database's ``cycles`` row, and the CPU of
 every process in the Airflow tree (api-server, dag-processor, scheduler, executor workers, task
 processes, from /proc: utime+stime+cutime+cstime); sshd and PostgreSQL are measured apart and not
@@ -94,7 +95,6 @@ class Options:
     silent_n: int
     silent_cycles: int
     baseline_n: int
-    raw_reps: int
     parallelism: int
     shard_sizes: tuple[int, ...]
     heartbeat_env: dict[str, str]
@@ -118,7 +118,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                              "than the probe timeout here, so the timeout is what the cycle should take; 0: skip)")
     parser.add_argument("--silent-cycles", type=int, default=2)
     parser.add_argument("--baseline-n", type=int, default=100, help="SSHHook logins of the baseline (0: skip)")
-    parser.add_argument("--raw-reps", type=int, default=3, help="raw engine runs per size (default 3)")
     parser.add_argument("--parallelism", type=int, default=16, help="AIRFLOW__CORE__PARALLELISM (default 16)")
     parser.add_argument("--shard-sizes", default="",
                         help="sweep HEARTBEAT_SHARD_SIZE (e.g. 50,250,750): restarts the scheduler per value "
@@ -150,7 +149,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(
         sizes=sizes, cycles=args.cycles, sshd=args.sshd, silent_fraction=args.silent_fraction,
         silent_n=args.silent_n, silent_cycles=args.silent_cycles, baseline_n=args.baseline_n,
-        raw_reps=args.raw_reps, parallelism=args.parallelism,
+        parallelism=args.parallelism,
         shard_sizes=tuple(int(s) for s in args.shard_sizes.split(",") if s.strip()),
         heartbeat_env=heartbeat_env, sshd_reexec=args.sshd_reexec, fleet_host_key=args.fleet_host_key,
         fleet_nice=args.fleet_nice,
@@ -169,6 +168,7 @@ class Phase:
     cycles: int
     record: bool = True
     shard_size: int | None = None
+    paired: bool = False  # after each counted cycle, the raw engine over the same servers (Airflow frozen)
 
     @property
     def total(self) -> int:
@@ -302,6 +302,7 @@ class Airflow:
         self.core = AirflowProcesses(env, log_dir, components=("api-server", "dag-processor"))
         self.scheduler: AirflowProcesses | None = None
         self.meta_dsn = metadata_dsn(env)
+        self.frozen_spans: list[tuple[float, float]] = []  # (from, to), epoch seconds
 
     def start(self, task_env: dict[str, str]) -> None:
         self.core.start()
@@ -349,6 +350,39 @@ class Airflow:
             under = set().union(*(process_children(pid) for pid in roots if "scheduler" in cmdline(pid)))
             return {pid for pid in under if "LocalExecutor" in cmdline(pid)}
         return {pid for pid in roots if component in cmdline(pid).replace("_", "-")}
+
+    def all_pids(self) -> set[int]:
+        """Every process of the running components, their workers and task processes included."""
+        found: set[int] = set()
+        stack = list(self.root_pids())
+        for _ in range(100_000):  # bounded walk of the process trees
+            if not stack:
+                break
+            pid = stack.pop()
+            if pid not in found:
+                found.add(pid)
+                stack.extend(process_children(pid))
+        return found
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Airflow stopped in place (SIGSTOP) for a raw-engine run between two cycles, so that
+        the raw engine and the cycles are measured side by side in the same minutes, without
+        Airflow's idle loops taking CPU from the raw engine; SIGCONT afterwards, whatever happens."""
+        pids = self.all_pids()
+        stopped: list[int] = []
+        froze = time.time()
+        try:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            yield
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            self.frozen_spans.append((froze, time.time()))
 
     def finished_runs(self) -> list[dict[str, Any]]:
         with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
@@ -410,9 +444,11 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
 
 
 def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Sequence[Phase], deadline: float,
-               seen: set[str]) -> list[Cycle]:
+               seen: set[str], pair: Callable[[int], None] | None = None) -> list[Cycle]:
     """Follow the scheduled runs, switching the enabled inventory from phase to phase; a run is
-    counted for a phase only if it probed exactly that phase's servers."""
+    counted for a phase only if it probed exactly that phase's servers. After each counted cycle
+    of a paired phase, ``pair(n)`` runs the raw engine over its servers with Airflow frozen; a run
+    that was under way during that time is not counted (its wall time includes the freeze)."""
     cycles: list[Cycle] = []
     index, done = 0, 0
     enable(hb_dsn, phases[0])
@@ -429,6 +465,11 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
             seen.add(run["run_id"])
             last_progress = time.monotonic()
             phase = phases[index]
+            start_s, end_s = run["start_date"].timestamp(), run["end_date"].timestamp()
+            if any(start_s < thawed and end_s > froze for froze, thawed in airflow.frozen_spans):
+                print(f"  run {run['run_id']}: under way while Airflow was frozen for the raw engine: not counted",
+                      flush=True)
+                continue
             cycle = measure_cycle(airflow, hb_dsn, sampler, run, phase.label, phase.shard_size)
             if cycle is None or cycle.servers == 0:
                 print(f"  run {run['run_id']}: {run['state']}, no probe results: not counted", flush=True)
@@ -447,6 +488,10 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
                 continue
             if phase.record:
                 cycles.append(cycle)
+            if phase.paired and pair is not None:
+                with airflow.frozen():
+                    pair(phase.total)
+                last_progress = time.monotonic()
             done += 1
             if done >= phase.cycles:
                 index, done = index + 1, 0
@@ -601,29 +646,26 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         print(f"  {b['ok']}/{b['n']} ok in {b['wall_s']:.2f} s, {b['cpu_s'] / b['n'] * 1000:.2f} ms CPU per login "
               f"(+{b['import_cpu_s']:.1f} s CPU to import the provider)", flush=True)
 
-    # 2. the raw engine: measured before the Airflow runs and again after them (Airflow stopped),
-    # so that a drift of the machine's speed during the run (up to a third on a shared VM) does
-    # not decide the ratio to the raw engine; its row is the median of both passes.
+    # 2. the raw engine: measured right after each counted Airflow cycle of the same size, with
+    # Airflow frozen in place meanwhile (SIGSTOP), so that both are measured in the same minutes:
+    # the machine's speed drifts by up to a third within ten minutes on a shared VM, and a raw
+    # engine measured before or after the Airflow runs compared the two hours, not the two ways.
     raw_job = {
         "targets": [{"id": i + 1, **g, "username": None} for i, g in enumerate(good)], "sizes": list(options.sizes),
-        "reps": options.raw_reps, "warmup": min(50, len(good)), "username": username,
+        "reps": 1, "warmup": min(50, len(good)), "username": username,
         "key_file": str(key.private_path), "connect_timeout_s": settings.connect_timeout_s,
         "probe_timeout_s": settings.probe_timeout_s, "concurrency": settings.concurrency,
         "kex_algs": list(probe_options(settings).kex_algs),
     }
+    raw_runs: list[dict[str, Any]] = []
 
-    def raw_pass(when: str) -> list[dict[str, Any]]:
-        print(f"raw engine ({when}): probe_servers over {', '.join(map(str, options.sizes))} servers, "
-              f"{options.raw_reps} runs each...", flush=True)
-        runs: list[dict[str, Any]] = run_child("raw", raw_job, work)["runs"]
+    def raw_pair(n: int) -> None:
+        runs: list[dict[str, Any]] = run_child("raw", {**raw_job, "sizes": [n]}, work)["runs"]
         sampler.wait_past(max(r["t1"] for r in runs))
-        for n in options.sizes:
-            row = raw_row(n, runs, sampler)
-            print(f"  N={n}: {row.wall_s:.2f} s, {row.logins_per_s:.0f} logins/s, {row.cpu_ms_per_server:.2f} ms CPU "
-                  f"per login, ok {row.ok}", flush=True)
-        return runs
-
-    raw_runs = raw_pass("before Airflow")
+        raw_runs.extend(runs)
+        row = raw_row(n, runs, sampler)
+        print(f"  raw engine, N={n} (Airflow frozen): {row.wall_s:.2f} s, {row.logins_per_s:.0f} logins/s, "
+              f"{row.cpu_ms_per_server:.2f} ms CPU per login, ok {row.ok}", flush=True)
 
     # 3. the real scheduler
     print("Airflow: migrating the metadata database, starting api-server, dag-processor, scheduler...", flush=True)
@@ -648,21 +690,20 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
                 restart_scheduler(airflow, {**task_env, "HEARTBEAT_SHARD_SIZE": str(shard_size)})
             label = f"N={biggest}, shard size {shard_size}"
             phases = [Phase("warm-up", biggest, 0, 1, record=False, shard_size=shard_size),
-                      Phase(label, biggest, 0, options.cycles, shard_size=shard_size)]
-            cycles += run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+                      Phase(label, biggest, 0, options.cycles, shard_size=shard_size, paired=True)]
+            cycles += run_phases(airflow, hb_dsn, sampler, phases, deadline, seen, pair=raw_pair)
     else:
-        phases = [first] + [Phase(f"N={n}", n, 0, options.cycles) for n in options.sizes]
+        phases = [first] + [Phase(f"N={n}", n, 0, options.cycles, paired=True) for n in options.sizes]
         if silent:
             phases.append(Phase(f"N={options.silent_n}, {silent} silent", options.silent_n - silent, silent,
                                 options.silent_cycles))
-        cycles = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+        cycles = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen, pair=raw_pair)
     airflow.stop()
-    raw_runs += raw_pass("after Airflow")
 
     raw_rows: dict[int, Row] = {}
     for n in options.sizes:
         row = raw_row(n, raw_runs, sampler)
-        row.notes = "median of the passes before and after the Airflow runs"
+        row.notes = "each run right after an Airflow cycle of the same size, Airflow frozen"
         if baseline is not None:
             row.vs_baseline = row.logins_per_s / baseline.logins_per_s
         row.vs_raw = 1.0
@@ -681,7 +722,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
             row = cycle_row(f"Airflow, {silent / options.silent_n:.0%} silent hosts", got, None, baseline)
             row.notes = f"probe timeout {settings.probe_timeout_s:g} s"
             rows.append(row)
-    idle = idle_airflow_cpu(sampler, cycles)
+    idle = idle_airflow_cpu(sampler, cycles, airflow.frozen_spans)
     results.update({"rows": [asdict(r) for r in rows], "cycles": [asdict(c) for c in cycles],
                     "idle_airflow_cpu_pct": idle, "minutes": (time.monotonic() - started) / 60})
     return results
@@ -705,12 +746,16 @@ def restart_scheduler(airflow: Airflow, task_env: dict[str, str]) -> None:
     airflow.start_scheduler(task_env)
 
 
-def idle_airflow_cpu(sampler: CpuSampler, cycles: Sequence[Cycle]) -> float | None:
-    """Airflow's CPU (% of one core) between two runs, when no run is active (median over gaps)."""
+def idle_airflow_cpu(sampler: CpuSampler, cycles: Sequence[Cycle],
+                     frozen_spans: Sequence[tuple[float, float]] = ()) -> float | None:
+    """Airflow's CPU (% of one core) between two runs, when no run is active and Airflow was not
+    frozen for the raw engine (median over such gaps)."""
     rates = []
     ordered = sorted(cycles, key=lambda c: c.start)
     for before, after in itertools.pairwise(ordered):
         a, b = before.end + 1.0, after.start - 1.0
+        if any(froze < b and thawed > a for froze, thawed in frozen_spans):
+            continue
         if b - a >= 5.0:
             rates.append(airflow_used(sampler, a, b)["airflow"] / (b - a) * 100)
     return median(rates) if rates else None
