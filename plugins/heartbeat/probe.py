@@ -204,7 +204,7 @@ async def _read_banner(conn: Connection, deadline: float) -> str:
         except ConnectionResetError as exc:
             if conn.error is None:
                 raise LoginFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
-            raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror}")
+            raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror or exc}")
     raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
 
 

@@ -235,10 +235,11 @@ class Connection(asyncio.Protocol):
     async def receive(self) -> None:
         """Wait until more bytes have arrived. ConnectionResetError when no more will: the
         server closed the connection (its reason, or "the server closed the connection")."""
-        if self.error is not None:
-            error = self.error
-            raise ConnectionResetError(getattr(error, "errno", None) or 0, getattr(error, "strerror", None)
-                                       or str(error) or type(error).__name__)
+        error = self.error
+        if isinstance(error, OSError) and error.errno:
+            raise ConnectionResetError(error.errno, error.strerror)
+        if error is not None:
+            raise ConnectionResetError(str(error) or type(error).__name__)
         if self.eof:
             raise ConnectionResetError("the server closed the connection")
         if self._paused and self.transport is not None:

@@ -14,6 +14,7 @@ from heartbeat.lab import (
     BannerPeer,
     CloseAfterBannerPeer,
     DripBannerPeer,
+    HangUpPeer,
     KeyPair,
     SilentPeer,
     SshdFleet,
@@ -96,7 +97,11 @@ def test_should_classify_refused_connection(client_key: KeyPair):
     (lambda: BannerPeer(b"SSH-2.0-" + b"x" * 1_000_000), "banner", "longer than 255"),
     (lambda: DripBannerPeer(b"SSH-2.0-OpenSSH_9.2\r\n", 1.0), "timeout", "no SSH banner"),
     (lambda: CloseAfterBannerPeer(), "kex", "key exchange"),
-], ids=["silent", "http", "binary", "1 MB banner", "dripped banner", "closes mid-kex"])
+    (lambda: CloseAfterBannerPeer(reset=True), "kex", "connection closed during key exchange: [Errno 104]"),
+    (lambda: HangUpPeer(), "banner", "server closed the connection without an SSH banner"),
+    (lambda: HangUpPeer(reset=True), "banner", "connection reset before the SSH banner: Connection reset by peer"),
+], ids=["silent", "http", "binary", "1 MB banner", "dripped banner", "closes mid-kex", "resets mid-kex",
+        "hangs up", "resets at once"])
 def test_should_end_hostile_peers_with_their_own_class_within_timeout(client_key, peer_factory, error_class, words):
     with peer_factory() as peer:
         started = time.monotonic()
