@@ -50,7 +50,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.lab_fleet import BenchFleet
-from bench.proctree import CpuSampler, process_children
+from bench.proctree import CpuSampler, proc_table, process_children, tree_pids
 from heartbeat import store
 from heartbeat.config import Settings, settings_from_env
 from heartbeat.cycle import probe_options
@@ -351,25 +351,12 @@ class Airflow:
             return {pid for pid in under if "LocalExecutor" in cmdline(pid)}
         return {pid for pid in roots if component in cmdline(pid).replace("_", "-")}
 
-    def all_pids(self) -> set[int]:
-        """Every process of the running components, their workers and task processes included."""
-        found: set[int] = set()
-        stack = list(self.root_pids())
-        for _ in range(100_000):  # bounded walk of the process trees
-            if not stack:
-                break
-            pid = stack.pop()
-            if pid not in found:
-                found.add(pid)
-                stack.extend(process_children(pid))
-        return found
-
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
         """Airflow stopped in place (SIGSTOP) for a raw-engine run between two cycles, so that
         the raw engine and the cycles are measured side by side in the same minutes, without
         Airflow's idle loops taking CPU from the raw engine; SIGCONT afterwards, whatever happens."""
-        pids = self.all_pids()
+        pids = tree_pids(proc_table(), self.root_pids())  # workers and task processes included
         stopped: list[int] = []
         froze = time.time()
         try:
@@ -651,7 +638,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     # the machine's speed drifts by up to a third within ten minutes on a shared VM, and a raw
     # engine measured before or after the Airflow runs compared the two hours, not the two ways.
     raw_job = {
-        "targets": [{"id": i + 1, **g, "username": None} for i, g in enumerate(good)], "sizes": list(options.sizes),
+        "targets": [{"id": i + 1, **g, "username": None} for i, g in enumerate(good)],
         "reps": 1, "warmup": min(50, len(good)), "username": username,
         "key_file": str(key.private_path), "connect_timeout_s": settings.connect_timeout_s,
         "probe_timeout_s": settings.probe_timeout_s, "concurrency": settings.concurrency,

@@ -51,21 +51,26 @@ def children_map(table: Mapping[int, ProcRow]) -> dict[int, list[int]]:
     return children
 
 
-def tree_cpu(table: Mapping[int, ProcRow], roots: set[int], children: Mapping[int, list[int]] | None = None
-             ) -> tuple[float, int]:
-    """(CPU seconds, process count) of ``roots`` and all their live descendants."""
+def tree_pids(table: Mapping[int, ProcRow], roots: set[int], children: Mapping[int, list[int]] | None = None
+              ) -> set[int]:
+    """``roots`` and all their live descendants."""
     children = children_map(table) if children is None else children
     seen: set[int] = set()
     stack = [pid for pid in roots if pid in table]
-    total = 0.0
     while stack:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        total += table[pid].cpu_s
         stack.extend(children.get(pid, ()))
-    return total, len(seen)
+    return seen
+
+
+def tree_cpu(table: Mapping[int, ProcRow], roots: set[int], children: Mapping[int, list[int]] | None = None
+             ) -> tuple[float, int]:
+    """(CPU seconds, process count) of ``roots`` and all their live descendants."""
+    members = tree_pids(table, roots, children)
+    return sum(table[pid].cpu_s for pid in members), len(members)
 
 
 def machine_busy_s() -> float:
