@@ -98,6 +98,7 @@ class Options:
     parallelism: int
     shard_sizes: tuple[int, ...]
     heartbeat_env: dict[str, str]
+    airflow_env: dict[str, str]
     sshd_reexec: bool
     fleet_host_key: str
     fleet_nice: int
@@ -124,6 +125,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                              "and measures the largest size only")
     parser.add_argument("--set", action="append", default=[], metavar="HEARTBEAT_X=V",
                         help="a HEARTBEAT_* setting for the tasks (default: the project's defaults)")
+    parser.add_argument("--airflow", action="append", default=[], metavar="AIRFLOW__SECTION__KEY=V",
+                        help="an Airflow setting for every component (default: as deployed)")
     parser.add_argument("--fleet-nice", type=int, default=19,
                         help="nice value of the sshd fleet (default 19: the fleet gets what the monitor leaves)")
     parser.add_argument("--sshd-reexec", action="store_true",
@@ -143,6 +146,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             parser.error(f"--set {item!r}: expected HEARTBEAT_NAME=VALUE")
         heartbeat_env[key] = value
     settings_from_env(heartbeat_env)  # fails early on a bad value
+    airflow_env = {}
+    for item in args.airflow:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("AIRFLOW__"):
+            parser.error(f"--airflow {item!r}: expected AIRFLOW__SECTION__KEY=VALUE")
+        airflow_env[key] = value
     sizes = tuple(sorted(int(s) for s in args.sizes.split(",") if s.strip()))
     if not sizes or min(sizes) < 1:
         parser.error("--sizes needs positive numbers")
@@ -151,7 +160,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         silent_n=args.silent_n, silent_cycles=args.silent_cycles, baseline_n=args.baseline_n,
         parallelism=args.parallelism,
         shard_sizes=tuple(int(s) for s in args.shard_sizes.split(",") if s.strip()),
-        heartbeat_env=heartbeat_env, sshd_reexec=args.sshd_reexec, fleet_host_key=args.fleet_host_key,
+        heartbeat_env=heartbeat_env, airflow_env=airflow_env, sshd_reexec=args.sshd_reexec,
+        fleet_host_key=args.fleet_host_key,
         fleet_nice=args.fleet_nice,
         work_dir=args.work_dir, keep=args.keep, json_path=args.json_path, max_minutes=args.max_minutes,
     )
@@ -188,7 +198,9 @@ class Cycle:
     first_task_s: float  # run start -> first task running
     probe_span_s: float  # first probe task start -> last probe task end
     after_probe_s: float  # last probe task end -> run end (status, notifications, scheduling)
-    airflow_cpu_s: float
+    airflow_cpu_s: float  # every Airflow process: the tasks and Airflow's own components
+    monitor_cpu_s: float  # the task processes (probes, writes, status) + the heartbeat database's share of PostgreSQL
+    airflow_own_cpu_s: float  # scheduler loop, DAG processor, API server + the metadata database's share
     sshd_cpu_s: float
     postgres_cpu_s: float
     others_cpu_s: float
@@ -197,6 +209,8 @@ class Cycle:
     end: float
     shard_size: int | None = None
     parts: dict[str, float] = field(default_factory=dict)  # Airflow CPU s by component
+    # per task instance: (task, map index, queued, started, ended), seconds after the run's start
+    timeline: list[tuple[str, int, float | None, float | None, float | None]] = field(default_factory=list)
 
     @property
     def logins_per_s(self) -> float:
@@ -204,7 +218,29 @@ class Cycle:
 
     @property
     def cpu_ms_per_server(self) -> float:
-        return self.airflow_cpu_s / self.servers * 1000.0
+        return self.monitor_cpu_s / self.servers * 1000.0
+
+    @property
+    def all_in_ms_per_server(self) -> float:
+        return (self.monitor_cpu_s + self.airflow_own_cpu_s) / self.servers * 1000.0
+
+    def scheduler_waits_s(self) -> dict[str, float]:
+        """Seconds between one step's end and the next step's start being queued, as the
+        scheduler notices it: inventory loaded -> probes queued, last probe done -> materialise
+        queued, materialise done -> run ended."""
+        by_task: dict[str, list[tuple[float | None, float | None, float | None]]] = {}
+        for task_id, _, queued, started, ended in self.timeline:
+            by_task.setdefault(task_id, []).append((queued, started, ended))
+        loads, probes, finals = (by_task.get(t, [])
+                                 for t in ("load_inventory", "probe_shard", "materialise_and_notify"))
+        waits = {}
+        if loads and probes and loads[0][2] is not None and all(p[0] is not None for p in probes):
+            waits["probes"] = min(p[0] for p in probes if p[0] is not None) - loads[0][2]
+        if probes and finals and finals[0][0] is not None and all(p[2] is not None for p in probes):
+            waits["materialise"] = finals[0][0] - max(p[2] for p in probes if p[2] is not None)
+        if finals and finals[0][2] is not None:
+            waits["run end"] = self.wall_s - finals[0][2]
+        return {k: round(v, 3) for k, v in waits.items()}
 
 
 @dataclass
@@ -216,9 +252,10 @@ class Row:
     reps: int
     wall_s: float
     logins_per_s: float
-    cpu_ms_per_server: float
-    overhead_wall_s: float | None = None
-    overhead_cpu_s: float | None = None
+    cpu_ms_per_server: float  # the monitor's: task processes + the heartbeat database (raw engine: its process)
+    overhead_wall_s: float | None = None  # cycle wall time - the raw engine's
+    overhead_cpu_s: float | None = None  # Airflow's own CPU a cycle: scheduler loop, DAG processor, API, metadata DB
+    all_in_ms_per_server: float | None = None  # (monitor + Airflow's own) / N
     vs_raw: float | None = None
     vs_baseline: float | None = None
     sshd_ms_per_login: float | None = None
@@ -381,7 +418,7 @@ class Airflow:
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
             return conn.execute(
-                "SELECT task_id, map_index, state, start_date, end_date FROM task_instance "
+                "SELECT task_id, map_index, state, queued_dttm, start_date, end_date FROM task_instance "
                 "WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
             ).fetchall()
 
@@ -389,6 +426,18 @@ class Airflow:
 # -- measuring cycles ------------------------------------------------------------------------
 
 AIRFLOW_PARTS = ("api", "dag-processor", "scheduler")  # disjoint trees; "executor" is inside "scheduler"
+METADATA_DB = "airflow"  # the database of Airflow's own state (the monitor's is "heartbeat")
+
+
+def backends_of(postmaster: int, database: str) -> set[int]:
+    """The PostgreSQL backends connected to ``database`` (a backend's title is
+    "postgres: USER DATABASE HOST(PORT) STATE")."""
+    found = set()
+    for pid in process_children(postmaster):
+        words = cmdline(pid).split()
+        if len(words) > 2 and words[0] == "postgres:" and words[2] == database:
+            found.add(pid)
+    return found
 
 
 def cmdline(pid: int) -> str:
@@ -417,16 +466,24 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
     starts = [t["start_date"].timestamp() for t in tis if t["start_date"]]
     probe_start = min((t["start_date"].timestamp() for t in probes), default=start)
     probe_end = max((t["end_date"].timestamp() for t in probes), default=start)
-    used = {name: sampler.used(name, start, end) or 0.0 for name in ("sshd", "postgres", "bench", "machine")}
+    used = {name: sampler.used(name, start, end) or 0.0
+            for name in ("sshd", "postgres", "postgres-airflow", "bench", "machine")}
     used.update(airflow_used(sampler, start, end))
+    metadata_db = min(used["postgres-airflow"], used["postgres"])
     others = used["machine"] - used["airflow"] - used["sshd"] - used["postgres"] - used["bench"]
     return Cycle(
         label=label, run_id=run["run_id"], state=run["state"], servers=int(row["servers"]), ok=int(row["ok"]),
         failed=int(row["failed"]), wall_s=end - start, shards=len(probes),
         first_task_s=(min(starts) - start) if starts else 0.0, probe_span_s=probe_end - probe_start,
-        after_probe_s=end - probe_end, airflow_cpu_s=used["airflow"], sshd_cpu_s=used["sshd"],
+        after_probe_s=end - probe_end, airflow_cpu_s=used["airflow"],
+        monitor_cpu_s=used["executor"] + used["postgres"] - metadata_db,
+        airflow_own_cpu_s=used["airflow"] - used["executor"] + metadata_db, sshd_cpu_s=used["sshd"],
         postgres_cpu_s=used["postgres"], others_cpu_s=max(0.0, others), load1=load1(), start=start, end=end,
-        shard_size=shard_size, parts={k: round(v, 3) for k, v in used.items() if k in (*AIRFLOW_PARTS, "executor")},
+        shard_size=shard_size,
+        parts={k: round(v, 3) for k, v in used.items() if k in (*AIRFLOW_PARTS, "executor", "postgres-airflow")},
+        timeline=sorted((t["task_id"], t["map_index"], *(None if t[k] is None else round(t[k].timestamp() - start, 3)
+                                                          for k in ("queued_dttm", "start_date", "end_date")))
+                        for t in tis),
     )
 
 
@@ -465,10 +522,15 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
             print(f"  {phase.label:<22} {cycle.state:<7} {cycle.servers:>5} servers ({cycle.ok} ok), "
                   f"{cycle.shards:>3} shards, {cycle.wall_s:6.2f} s (first task {cycle.first_task_s:4.1f} s, "
                   f"probing {cycle.probe_span_s:5.2f} s, after {cycle.after_probe_s:4.1f} s), "
-                  f"Airflow CPU {cycle.airflow_cpu_s:5.2f} s = {cycle.cpu_ms_per_server:5.2f} ms/server "
-                  f"(tasks {cycle.parts.get('executor', 0):.1f}, scheduler "
+                  f"scheduler waits {'+'.join(f'{w:.1f}' for w in cycle.scheduler_waits_s().values())} s; "
+                  f"monitor CPU {cycle.monitor_cpu_s:5.2f} s = {cycle.cpu_ms_per_server:4.2f} ms/server "
+                  f"(tasks {cycle.parts.get('executor', 0):.1f}, heartbeat DB "
+                  f"{cycle.monitor_cpu_s - cycle.parts.get('executor', 0):.1f}), Airflow's own "
+                  f"{cycle.airflow_own_cpu_s:.1f} s (scheduler "
                   f"{cycle.parts.get('scheduler', 0) - cycle.parts.get('executor', 0):.1f}, api "
-                  f"{cycle.parts.get('api', 0):.1f}, dag-processor {cycle.parts.get('dag-processor', 0):.1f}), "
+                  f"{cycle.parts.get('api', 0):.1f}, dag-processor {cycle.parts.get('dag-processor', 0):.1f}, "
+                  f"metadata DB {cycle.parts.get('postgres-airflow', 0):.1f}), all-in "
+                  f"{cycle.all_in_ms_per_server:4.2f} ms/server, "
                   f"others {cycle.others_cpu_s / max(cycle.wall_s, 1e-9) / CPUS * 100:3.0f} %, load {cycle.load1:4.1f}"
                   + ("" if matches else f"  [expected {phase.total}: not counted]"), flush=True)
             if not matches:
@@ -499,22 +561,26 @@ def cycle_row(scenario: str, cycles: Sequence[Cycle], raw: Row | None, baseline:
     wall = median([c.wall_s for c in cycles])
     n = cycles[0].servers
     rate = median([c.logins_per_s for c in cycles])
-    cpu = median([c.airflow_cpu_s for c in cycles])
     row = Row(
-        scenario=scenario, n=n, reps=len(cycles), wall_s=wall, logins_per_s=rate, cpu_ms_per_server=cpu / n * 1000,
+        scenario=scenario, n=n, reps=len(cycles), wall_s=wall, logins_per_s=rate,
+        cpu_ms_per_server=median([c.cpu_ms_per_server for c in cycles]),
+        overhead_cpu_s=median([c.airflow_own_cpu_s for c in cycles]),
+        all_in_ms_per_server=median([c.all_in_ms_per_server for c in cycles]),
         sshd_ms_per_login=median([c.sshd_cpu_s / c.servers * 1000 for c in cycles]),
         others_pct=median([c.others_cpu_s / c.wall_s / CPUS * 100 for c in cycles]),
         load1=median([c.load1 for c in cycles]), ok=min(c.ok for c in cycles),
         extra={"shards": median([c.shards for c in cycles]), "first_task_s": median([c.first_task_s for c in cycles]),
                "probe_span_s": median([c.probe_span_s for c in cycles]),
                "after_probe_s": median([c.after_probe_s for c in cycles]),
+               "scheduler_waits_s": {k: median([c.scheduler_waits_s().get(k, 0.0) for c in cycles])
+                                     for k in ("probes", "materialise", "run end")},
+               "airflow_tree_ms_per_server": median([c.airflow_cpu_s / c.servers * 1000 for c in cycles]),
                "postgres_ms_per_server": median([c.postgres_cpu_s / c.servers * 1000 for c in cycles]),
                "airflow_cpu_s_by_part": {p: median([c.parts.get(p, 0.0) for c in cycles])
                                          for p in (*AIRFLOW_PARTS, "executor")}},
     )
     if raw is not None and raw.n == n:
         row.overhead_wall_s = wall - raw.wall_s
-        row.overhead_cpu_s = cpu - raw.cpu_ms_per_server * n / 1000
         row.vs_raw = rate / raw.logins_per_s
     if baseline is not None:
         row.vs_baseline = rate / baseline.logins_per_s
@@ -527,13 +593,14 @@ def fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
 
 def table(rows: Sequence[Row]) -> str:
     head = ("| scenario | N | ok (min) | runs | cycle wall s | logins/s | monitor CPU ms/server "
-            "| Airflow overhead wall s | Airflow overhead CPU s | × raw | × baseline | sshd CPU ms/login "
-            "| others' CPU % | load 1 min |")
-    lines = [head, "|" + "---|" * 14]
+            "| Airflow overhead wall s | Airflow overhead CPU s/cycle | all-in CPU ms/server | × raw | × baseline "
+            "| sshd CPU ms/login | others' CPU % | load 1 min |")
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         lines.append(
             f"| {r.scenario} | {r.n:,} | {fmt(r.ok, ',')} | {r.reps} | {r.wall_s:.2f} | {r.logins_per_s:.1f} | "
             f"{r.cpu_ms_per_server:.2f} | {fmt(r.overhead_wall_s, '.2f')} | {fmt(r.overhead_cpu_s, '.2f')} | "
+            f"{fmt(r.all_in_ms_per_server, '.2f')} | "
             f"{fmt(r.vs_raw, '.2f')} | {fmt(r.vs_baseline, '.1f')} | {fmt(r.sshd_ms_per_login, '.1f')} | "
             f"{fmt(r.others_pct, '.0f')} | {fmt(r.load1, '.1f')} |"
         )
@@ -597,6 +664,7 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         **{part: component(part) for part in (*AIRFLOW_PARTS, "executor")},
         "sshd": fleet.listener_pids,
         "postgres": lambda: {pid} if (pid := postgres.pid) else set(),
+        "postgres-airflow": lambda: backends_of(postgres.pid, METADATA_DB) if postgres.pid else set(),
     })
     sampler.start()
     stack.callback(sampler.stop)
@@ -612,7 +680,8 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
                # As deployed (docker-compose.yaml: Airflow's default): the lab's tests list the
                # DAG folder every 5 s, a deployment every 5 minutes.
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "300",
-               "PYTHONPYCACHEPREFIX": str(REPO_ROOT / ".state" / "bench-pycache")},
+               "PYTHONPYCACHEPREFIX": str(REPO_ROOT / ".state" / "bench-pycache"),
+               **options.airflow_env},
     )
     rows: list[Row] = []
     results: dict[str, Any] = {"settings": asdict(settings), "options": {k: str(v) for k, v in asdict(options).items()}}
@@ -626,7 +695,8 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
         sampler.wait_past(b["t1"])
         sshd = sampler.used("sshd", b["t0"], b["t1"]) or 0.0
         baseline = Row("seed: SSHHook, one login after another", b["n"], 1, b["wall_s"], b["n"] / b["wall_s"],
-                       b["cpu_s"] / b["n"] * 1000, sshd_ms_per_login=sshd / b["n"] * 1000, load1=load1(), ok=b["ok"],
+                       b["cpu_s"] / b["n"] * 1000, all_in_ms_per_server=b["cpu_s"] / b["n"] * 1000,
+                       sshd_ms_per_login=sshd / b["n"] * 1000, load1=load1(), ok=b["ok"],
                        vs_baseline=1.0, notes=f"import of the SSH provider: {b['import_cpu_s']:.1f} s CPU",
                        extra=b)
         rows.append(baseline)
@@ -659,7 +729,10 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
     migrate_metadata(env)
     airflow = Airflow(env, work / "logs")
     stack.callback(airflow.stop)
-    first = Phase("warm-up", min(options.sizes), 0, 1, record=False)
+    # LocalExecutor forks `parallelism` workers up front and hands tasks to them in turn; a worker's
+    # first task costs it about 0.15 s of CPU more (imports), so the warm-up runs until each has had one.
+    tasks_per_cycle = 2 + min(settings.max_shards, -(-min(options.sizes) // settings.shard_size))
+    first = Phase("warm-up", min(options.sizes), 0, -(-options.parallelism // tasks_per_cycle), record=False)
     enable(hb_dsn, first)
     airflow_holder["a"] = airflow
     task_env = dict(options.heartbeat_env)
@@ -722,6 +795,7 @@ def raw_row(n: int, raw_runs: Sequence[dict[str, Any]], sampler: CpuSampler) -> 
         "raw engine: probe_servers, no Airflow", n, len(runs), median([r["wall_s"] for r in runs]),
         median([n / r["wall_s"] for r in runs]), median([r["cpu_s"] / n * 1000 for r in runs]),
         sshd_ms_per_login=median([(sampler.used("sshd", r["t0"], r["t1"]) or 0.0) / n * 1000 for r in runs]),
+        all_in_ms_per_server=median([r["cpu_s"] / n * 1000 for r in runs]),
         load1=load1(), ok=min(r["ok"] for r in runs), extra={"runs": runs},
     )
 
@@ -759,8 +833,10 @@ def verdicts(result: dict[str, Any], settings: Settings) -> list[str]:
         if big.vs_raw is not None:
             lines.append(f"at >= 85 % of the raw engine's throughput: {'yes' if big.vs_raw >= 0.85 else 'NO'} "
                          f"({big.vs_raw:.0%})")
-        lines.append(f"monitor CPU <= 2.5 ms per server: {'yes' if big.cpu_ms_per_server <= 2.5 else 'NO'} "
-                     f"({big.cpu_ms_per_server:.2f} ms)")
+        lines.append(f"monitor CPU <= 2.5 ms per server (task processes + heartbeat database): "
+                     f"{'yes' if big.cpu_ms_per_server <= 2.5 else 'NO'} ({big.cpu_ms_per_server:.2f} ms; "
+                     f"with Airflow's own {fmt(big.overhead_cpu_s, '.1f')} s a cycle: "
+                     f"{fmt(big.all_in_ms_per_server, '.2f')} ms all-in)")
         if big.vs_baseline is not None:
             lines.append(f">= 8x the baseline's logins/s: {'yes' if big.vs_baseline >= 8 else 'NO'} "
                          f"({big.vs_baseline:.1f}x)")
