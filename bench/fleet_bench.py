@@ -201,6 +201,8 @@ class Cycle:
     airflow_cpu_s: float  # every Airflow process: the tasks and Airflow's own components
     monitor_cpu_s: float  # the task processes (probes, writes, status) + the heartbeat database's share of PostgreSQL
     airflow_own_cpu_s: float  # scheduler loop, DAG processor, API server + the metadata database's share
+    login_cpu_s: float  # the probe tasks' own account: CPU while logging in
+    shard_cpu_s: float  # ... and over their whole shard (reading the inventory, logins, writing)
     sshd_cpu_s: float
     postgres_cpu_s: float
     others_cpu_s: float
@@ -422,6 +424,14 @@ class Airflow:
                 "WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
             ).fetchall()
 
+    def shard_summaries(self, run_id: str) -> list[dict[str, Any]]:
+        """What each probe task of a run returned (its CycleSummary)."""
+        with psycopg.connect(self.meta_dsn, connect_timeout=5) as conn:
+            values = [row[0] for row in conn.execute(
+                "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'probe_shard' "
+                "AND key = 'return_value'", (DAG_ID, run_id))]
+        return [json.loads(v) if isinstance(v, str) else v for v in values if v is not None]
+
 
 # -- measuring cycles ------------------------------------------------------------------------
 
@@ -462,6 +472,7 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
     if row is None:
         return None
     tis = airflow.task_instances(run["run_id"])
+    summaries = [s for s in airflow.shard_summaries(run["run_id"]) if isinstance(s, dict)]
     probes = [t for t in tis if t["task_id"] == "probe_shard" and t["start_date"] and t["end_date"]]
     starts = [t["start_date"].timestamp() for t in tis if t["start_date"]]
     probe_start = min((t["start_date"].timestamp() for t in probes), default=start)
@@ -478,6 +489,8 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
         after_probe_s=end - probe_end, airflow_cpu_s=used["airflow"],
         monitor_cpu_s=used["executor"] + used["postgres"] - metadata_db,
         airflow_own_cpu_s=used["airflow"] - used["executor"] + metadata_db, sshd_cpu_s=used["sshd"],
+        login_cpu_s=sum(float(s.get("login_cpu_ms", 0.0)) for s in summaries) / 1000,
+        shard_cpu_s=sum(float(s.get("cpu_ms", 0.0)) for s in summaries) / 1000,
         postgres_cpu_s=used["postgres"], others_cpu_s=max(0.0, others), load1=load1(), start=start, end=end,
         shard_size=shard_size,
         parts={k: round(v, 3) for k, v in used.items() if k in (*AIRFLOW_PARTS, "executor", "postgres-airflow")},
@@ -524,7 +537,8 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
                   f"probing {cycle.probe_span_s:5.2f} s, after {cycle.after_probe_s:4.1f} s), "
                   f"scheduler waits {'+'.join(f'{w:.1f}' for w in cycle.scheduler_waits_s().values())} s; "
                   f"monitor CPU {cycle.monitor_cpu_s:5.2f} s = {cycle.cpu_ms_per_server:4.2f} ms/server "
-                  f"(tasks {cycle.parts.get('executor', 0):.1f}, heartbeat DB "
+                  f"(tasks {cycle.parts.get('executor', 0):.1f}: logins {cycle.login_cpu_s:.1f}, rest of the shards "
+                  f"{cycle.shard_cpu_s - cycle.login_cpu_s:.1f}; heartbeat DB "
                   f"{cycle.monitor_cpu_s - cycle.parts.get('executor', 0):.1f}), Airflow's own "
                   f"{cycle.airflow_own_cpu_s:.1f} s (scheduler "
                   f"{cycle.parts.get('scheduler', 0) - cycle.parts.get('executor', 0):.1f}, api "
@@ -575,6 +589,8 @@ def cycle_row(scenario: str, cycles: Sequence[Cycle], raw: Row | None, baseline:
                "scheduler_waits_s": {k: median([c.scheduler_waits_s().get(k, 0.0) for c in cycles])
                                      for k in ("probes", "materialise", "run end")},
                "airflow_tree_ms_per_server": median([c.airflow_cpu_s / c.servers * 1000 for c in cycles]),
+               "task_login_ms_per_server": median([c.login_cpu_s / c.servers * 1000 for c in cycles]),
+               "task_shard_ms_per_server": median([c.shard_cpu_s / c.servers * 1000 for c in cycles]),
                "postgres_ms_per_server": median([c.postgres_cpu_s / c.servers * 1000 for c in cycles]),
                "airflow_cpu_s_by_part": {p: median([c.parts.get(p, 0.0) for c in cycles])
                                          for p in (*AIRFLOW_PARTS, "executor")}},

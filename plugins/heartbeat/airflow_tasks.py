@@ -42,8 +42,8 @@ def probe_shard(shard: dict[str, Any]) -> dict[str, Any]:
     context = get_current_context()
     context["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]
     summary = cycle.probe_shard(settings_from_env(), str(context["run_id"]), shard)
-    log.info("probed %d servers: %d ok, failures %s, %.0f ms", summary.probed, summary.ok,
-             summary.by_error_class or "none", summary.duration_ms)
+    log.info("probed %d servers: %d ok, failures %s, %.0f ms, CPU %.0f ms (logins %.0f ms)", summary.probed,
+             summary.ok, summary.by_error_class or "none", summary.duration_ms, summary.cpu_ms, summary.login_cpu_ms)
     return summary.to_json()
 
 

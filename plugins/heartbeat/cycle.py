@@ -91,13 +91,16 @@ def load_shards(
     return shards
 
 
-def summarise(results: Sequence[ProbeResult], duration_ms: float) -> CycleSummary:
+def summarise(results: Sequence[ProbeResult], duration_ms: float, cpu_ms: float = 0.0,
+              login_cpu_ms: float = 0.0) -> CycleSummary:
     failures = Counter(r.error_class for r in results if not r.ok)
     return CycleSummary(
         probed=len(results),
         ok=sum(1 for r in results if r.ok),
         by_error_class={str(k): v for k, v in sorted(failures.items())},
         duration_ms=round(duration_ms, 1),
+        cpu_ms=round(cpu_ms, 1),
+        login_cpu_ms=round(login_cpu_ms, 1),
     )
 
 
@@ -113,7 +116,7 @@ def probe_shard(
     """
     from heartbeat.probe import probe_servers
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if not isinstance(shard, Shard):
         shard = Shard.from_json(shard)
     attempted_at = now()
@@ -124,7 +127,9 @@ def probe_shard(
         log.info("%d servers of shard %s were disabled or removed since the cycle began", gone, shard.label)
     credentials = connections.ssh_credentials(s.conn_id for s in servers)
     results = [store.invalid_row_result(s, p, attempted_at) for s, p in bad]
+    login_cpu_started = time.process_time()
     results += probe_servers(servers, credentials, probe_options(settings), now=now)
+    login_cpu_s = time.process_time() - login_cpu_started
     for result in results:
         if on_result is not None:
             on_result(result)
@@ -132,7 +137,8 @@ def probe_shard(
             log.info("%s: %s (%s)", result.server_name, result.error_class, result.message)
     with db_connect(settings, dsn) as conn:
         store.record_results(conn, cycle_id, results, settings.flap_rules)
-    return summarise(results, (time.perf_counter() - started) * 1000.0)
+    return summarise(results, (time.perf_counter() - started) * 1000.0,
+                     (time.process_time() - cpu_started) * 1000.0, login_cpu_s * 1000.0)
 
 
 def materialise(

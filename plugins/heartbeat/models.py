@@ -121,6 +121,8 @@ class CycleSummary:
     ok: int = 0
     by_error_class: dict[str, int] = field(default_factory=dict)
     duration_ms: float = 0.0
+    cpu_ms: float = 0.0  # the process's CPU over the shard: reading, logging in, writing
+    login_cpu_ms: float = 0.0  # of which while logging in
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

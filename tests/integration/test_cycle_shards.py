@@ -34,6 +34,7 @@ def test_should_probe_a_shards_servers_as_they_are_when_it_runs(heartbeat_env, h
     summary = cycle.probe_shard(SETTINGS, "c1", shard.to_json())
 
     assert (summary.probed, summary.ok) == (3, 1)
+    assert 0 < summary.login_cpu_ms <= summary.cpu_ms  # the task reports what its shard cost
     rows = {r["name"]: r for r in query(
         heartbeat_dsn, "SELECT s.name, h.ok, h.error_class, h.message FROM probe_history h "
                        "JOIN servers s ON s.id = h.server_id WHERE h.cycle_id = 'c1'")}
