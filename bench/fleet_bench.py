@@ -206,6 +206,7 @@ class Cycle:
     sshd_cpu_s: float
     postgres_cpu_s: float
     others_cpu_s: float
+    bench_cpu_s: float  # this benchmark's own process (its CPU sampler, following the runs)
     load1: float
     start: float
     end: float
@@ -491,7 +492,8 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
         airflow_own_cpu_s=used["airflow"] - used["executor"] + metadata_db, sshd_cpu_s=used["sshd"],
         login_cpu_s=sum(float(s.get("login_cpu_ms", 0.0)) for s in summaries) / 1000,
         shard_cpu_s=sum(float(s.get("cpu_ms", 0.0)) for s in summaries) / 1000,
-        postgres_cpu_s=used["postgres"], others_cpu_s=max(0.0, others), load1=load1(), start=start, end=end,
+        postgres_cpu_s=used["postgres"], others_cpu_s=max(0.0, others),
+        bench_cpu_s=used["bench"], load1=load1(), start=start, end=end,
         shard_size=shard_size,
         parts={k: round(v, 3) for k, v in used.items() if k in (*AIRFLOW_PARTS, "executor", "postgres-airflow")},
         timeline=sorted((t["task_id"], t["map_index"], *(None if t[k] is None else round(t[k].timestamp() - start, 3)
@@ -545,7 +547,9 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
                   f"{cycle.parts.get('api', 0):.1f}, dag-processor {cycle.parts.get('dag-processor', 0):.1f}, "
                   f"metadata DB {cycle.parts.get('postgres-airflow', 0):.1f}), all-in "
                   f"{cycle.all_in_ms_per_server:4.2f} ms/server, "
-                  f"others {cycle.others_cpu_s / max(cycle.wall_s, 1e-9) / CPUS * 100:3.0f} %, load {cycle.load1:4.1f}"
+                  f"others {cycle.others_cpu_s / max(cycle.wall_s, 1e-9) / CPUS * 100:3.0f} %, "
+                  f"the benchmark {cycle.bench_cpu_s / max(cycle.wall_s, 1e-9) * 100:3.0f} % of a core, "
+                  f"load {cycle.load1:4.1f}"
                   + ("" if matches else f"  [expected {phase.total}: not counted]"), flush=True)
             if not matches:
                 continue
