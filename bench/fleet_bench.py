@@ -108,6 +108,18 @@ class Options:
     max_minutes: float
 
 
+def assignments(parser: argparse.ArgumentParser, option: str, items: Sequence[str], prefix: str,
+                expected: str) -> dict[str, str]:
+    """NAME=VALUE options as a dict; a usage error for one without "=" or the prefix."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(prefix):
+            parser.error(f"{option} {item!r}: expected {expected}")
+        found[key] = value
+    return found
+
+
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,3000", help="fleet sizes N (default 100,1000,3000)")
@@ -139,19 +151,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--json", type=Path, dest="json_path", help="also write every figure to this file")
     parser.add_argument("--max-minutes", type=float, default=14.0, help="stop measuring after this (default 14)")
     args = parser.parse_args(argv)
-    heartbeat_env = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("HEARTBEAT_"):
-            parser.error(f"--set {item!r}: expected HEARTBEAT_NAME=VALUE")
-        heartbeat_env[key] = value
+    heartbeat_env = assignments(parser, "--set", args.set, "HEARTBEAT_", "HEARTBEAT_NAME=VALUE")
     settings_from_env(heartbeat_env)  # fails early on a bad value
-    airflow_env = {}
-    for item in args.airflow:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("AIRFLOW__"):
-            parser.error(f"--airflow {item!r}: expected AIRFLOW__SECTION__KEY=VALUE")
-        airflow_env[key] = value
+    airflow_env = assignments(parser, "--airflow", args.airflow, "AIRFLOW__", "AIRFLOW__SECTION__KEY=VALUE")
     sizes = tuple(sorted(int(s) for s in args.sizes.split(",") if s.strip()))
     if not sizes or min(sizes) < 1:
         parser.error("--sizes needs positive numbers")
