@@ -599,7 +599,7 @@ def cycle_row(scenario: str, cycles: Sequence[Cycle], raw: Row | None, baseline:
                "task_shard_ms_per_server": median([c.shard_cpu_s / c.servers * 1000 for c in cycles]),
                "postgres_ms_per_server": median([c.postgres_cpu_s / c.servers * 1000 for c in cycles]),
                "airflow_cpu_s_by_part": {p: median([c.parts.get(p, 0.0) for c in cycles])
-                                         for p in (*AIRFLOW_PARTS, "executor")}},
+                                         for p in (*AIRFLOW_PARTS, "executor", "postgres-airflow")}},
     )
     if raw is not None and raw.n == n:
         row.overhead_wall_s = wall - raw.wall_s
