@@ -216,6 +216,7 @@ class Cycle:
     parts: dict[str, float] = field(default_factory=dict)  # Airflow CPU s by component
     # per task instance: (task, map index, queued, started, ended), seconds after the run's start
     timeline: list[tuple[str, int, float | None, float | None, float | None]] = field(default_factory=list)
+    scheduler_waits_s: dict[str, float] = field(default_factory=dict)  # see scheduler_waits()
 
     @property
     def logins_per_s(self) -> float:
@@ -228,24 +229,6 @@ class Cycle:
     @property
     def all_in_ms_per_server(self) -> float:
         return (self.monitor_cpu_s + self.airflow_own_cpu_s) / self.servers * 1000.0
-
-    def scheduler_waits_s(self) -> dict[str, float]:
-        """Seconds between one step's end and the next step's start being queued, as the
-        scheduler notices it: inventory loaded -> probes queued, last probe done -> materialise
-        queued, materialise done -> run ended."""
-        by_task: dict[str, list[tuple[float | None, float | None, float | None]]] = {}
-        for task_id, _, queued, started, ended in self.timeline:
-            by_task.setdefault(task_id, []).append((queued, started, ended))
-        loads, probes, finals = (by_task.get(t, [])
-                                 for t in ("load_inventory", "probe_shard", "materialise_and_notify"))
-        waits = {}
-        if loads and probes and loads[0][2] is not None and all(p[0] is not None for p in probes):
-            waits["probes"] = min(p[0] for p in probes if p[0] is not None) - loads[0][2]
-        if probes and finals and finals[0][0] is not None and all(p[2] is not None for p in probes):
-            waits["materialise"] = finals[0][0] - max(p[2] for p in probes if p[2] is not None)
-        if finals and finals[0][2] is not None:
-            waits["run end"] = self.wall_s - finals[0][2]
-        return {k: round(v, 3) for k, v in waits.items()}
 
 
 @dataclass
@@ -466,6 +449,28 @@ def airflow_used(sampler: CpuSampler, start: float, end: float) -> dict[str, flo
     return used
 
 
+def scheduler_waits(tis: Sequence[dict[str, Any]], run_end: float) -> dict[str, float]:
+    """Seconds between one step's end and the next step's being queued, as the scheduler notices
+    it: inventory loaded -> probes queued, last probe done -> materialise queued, materialise
+    done -> run ended. A wait is left out when a task instance it needs lacks that time."""
+    def times(task_id: str, column: str) -> list[float] | None:
+        found = [t[column] for t in tis if t["task_id"] == task_id]
+        return [d.timestamp() for d in found] if found and all(found) else None
+
+    loaded = times("load_inventory", "end_date")
+    probes_queued, probes_done = times("probe_shard", "queued_dttm"), times("probe_shard", "end_date")
+    final_queued = times("materialise_and_notify", "queued_dttm")
+    final_done = times("materialise_and_notify", "end_date")
+    waits = {}
+    if loaded and probes_queued:
+        waits["probes"] = min(probes_queued) - loaded[0]
+    if probes_done and final_queued:
+        waits["materialise"] = final_queued[0] - max(probes_done)
+    if final_done:
+        waits["run end"] = run_end - final_done[0]
+    return {k: round(v, 3) for k, v in waits.items()}
+
+
 def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[str, Any], label: str,
                   shard_size: int | None) -> Cycle | None:
     start, end = run["start_date"].timestamp(), run["end_date"].timestamp()
@@ -501,6 +506,7 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
         timeline=sorted((t["task_id"], t["map_index"], *(None if t[k] is None else round(t[k].timestamp() - start, 3)
                                                           for k in ("queued_dttm", "start_date", "end_date")))
                         for t in tis),
+        scheduler_waits_s=scheduler_waits(tis, end),
     )
 
 
@@ -539,7 +545,7 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
             print(f"  {phase.label:<22} {cycle.state:<7} {cycle.servers:>5} servers ({cycle.ok} ok), "
                   f"{cycle.shards:>3} shards, {cycle.wall_s:6.2f} s (first task {cycle.first_task_s:4.1f} s, "
                   f"probing {cycle.probe_span_s:5.2f} s, after {cycle.after_probe_s:4.1f} s), "
-                  f"scheduler waits {'+'.join(f'{w:.1f}' for w in cycle.scheduler_waits_s().values())} s; "
+                  f"scheduler waits {'+'.join(f'{w:.1f}' for w in cycle.scheduler_waits_s.values())} s; "
                   f"monitor CPU {cycle.monitor_cpu_s:5.2f} s = {cycle.cpu_ms_per_server:4.2f} ms/server "
                   f"(tasks {cycle.parts.get('executor', 0):.1f}: logins {cycle.login_cpu_s:.1f}, rest of the shards "
                   f"{cycle.shard_cpu_s - cycle.login_cpu_s:.1f}; heartbeat DB "
@@ -592,7 +598,7 @@ def cycle_row(scenario: str, cycles: Sequence[Cycle], raw: Row | None, baseline:
         extra={"shards": median([c.shards for c in cycles]), "first_task_s": median([c.first_task_s for c in cycles]),
                "probe_span_s": median([c.probe_span_s for c in cycles]),
                "after_probe_s": median([c.after_probe_s for c in cycles]),
-               "scheduler_waits_s": {k: median([c.scheduler_waits_s().get(k, 0.0) for c in cycles])
+               "scheduler_waits_s": {k: median([c.scheduler_waits_s.get(k, 0.0) for c in cycles])
                                      for k in ("probes", "materialise", "run end")},
                "airflow_tree_ms_per_server": median([c.airflow_cpu_s / c.servers * 1000 for c in cycles]),
                "task_login_ms_per_server": median([c.login_cpu_s / c.servers * 1000 for c in cycles]),
