@@ -328,6 +328,7 @@ class Airflow:
         self.scheduler: AirflowProcesses | None = None
         self.meta_dsn = metadata_dsn(env)
         self.frozen_spans: list[tuple[float, float]] = []  # (from, to), epoch seconds
+        self._meta_conn: psycopg.Connection[Any] | None = None
 
     def start(self, task_env: dict[str, str]) -> None:
         self.core.start()
@@ -355,6 +356,7 @@ class Airflow:
             self.scheduler = None
 
     def stop(self) -> None:
+        self.close_metadata()
         self.stop_scheduler()
         self.core.stop()
 
@@ -365,7 +367,7 @@ class Airflow:
 
     def root_pids(self) -> set[int]:
         """The component processes (children of this process), whose trees the CPU sampler follows."""
-        return process_children(os.getpid()) & (self.core.pids() | (self.scheduler.pids() if self.scheduler else set()))
+        return self.core.main_pids() | (self.scheduler.main_pids() if self.scheduler else set())
 
     def roots_of(self, component: str) -> set[int]:
         """Root pids of one component: ``api``, ``dag-processor``, ``scheduler`` (its whole tree), or
@@ -396,26 +398,45 @@ class Airflow:
                     os.kill(pid, signal.SIGCONT)
             self.frozen_spans.append((froze, time.time()))
 
+    def _metadata(self) -> psycopg.Connection[Any]:
+        """One connection to the metadata database for the whole run. The benchmark polls it
+        twice a second; a new connection each time would cost PostgreSQL a backend start and exit
+        (a few ms of CPU, landing in the postmaster's reaped-children time, i.e. in what the
+        table counts as the heartbeat database's share)."""
+        if self._meta_conn is None or self._meta_conn.closed:
+            self._meta_conn = psycopg.connect(self.meta_dsn, connect_timeout=5, autocommit=True,
+                                              application_name="fleet-bench")
+        return self._meta_conn
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        try:
+            return self._metadata().cursor(row_factory=dict_row).execute(sql, params).fetchall()
+        except psycopg.OperationalError:
+            self.close_metadata()  # a broken connection: the next poll opens a new one
+            raise
+
+    def close_metadata(self) -> None:
+        if self._meta_conn is not None:
+            self._meta_conn.close()
+            self._meta_conn = None
+
     def finished_runs(self) -> list[dict[str, Any]]:
-        with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
-            return conn.execute(
-                "SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = %s "
-                "AND end_date IS NOT NULL AND start_date IS NOT NULL ORDER BY start_date", (DAG_ID,)
-            ).fetchall()
+        return self._query(
+            "SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = %s "
+            "AND end_date IS NOT NULL AND start_date IS NOT NULL ORDER BY start_date", (DAG_ID,)
+        )
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        with psycopg.connect(self.meta_dsn, connect_timeout=5, row_factory=dict_row) as conn:
-            return conn.execute(
-                "SELECT task_id, map_index, state, queued_dttm, start_date, end_date FROM task_instance "
-                "WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
-            ).fetchall()
+        return self._query(
+            "SELECT task_id, map_index, state, queued_dttm, start_date, end_date FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id)
+        )
 
     def shard_summaries(self, run_id: str) -> list[dict[str, Any]]:
         """What each probe task of a run returned (its CycleSummary)."""
-        with psycopg.connect(self.meta_dsn, connect_timeout=5) as conn:
-            values = [row[0] for row in conn.execute(
-                "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'probe_shard' "
-                "AND key = 'return_value'", (DAG_ID, run_id))]
+        values = [row["value"] for row in self._query(
+            "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'probe_shard' "
+            "AND key = 'return_value'", (DAG_ID, run_id))]
         return [json.loads(v) if isinstance(v, str) else v for v in values if v is not None]
 
 

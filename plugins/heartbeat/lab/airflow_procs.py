@@ -198,6 +198,11 @@ class AirflowProcesses(LabService):
         tree = _ProcessTree({c.proc.pid for c in self._components})
         return tree.refresh()
 
+    def main_pids(self) -> set[int]:
+        """The main process of each running component, without reading /proc (for a sampler
+        that asks several times a second)."""
+        return {c.proc.pid for c in self._components if c.proc.poll() is None}
+
     # -- health -------------------------------------------------------------------------
 
     def check_running(self) -> None:
