@@ -105,9 +105,9 @@ class CpuSampler:
     :param groups: name -> a callable returning the tree's root pids (re-read at every sample, so
         a restarted component is followed).
     :param interval_s: a sample reads /proc/PID/stat of every process (about 350 while 3,000
-        servers are probed: 15 ms of CPU); every 0.5 s that is 3 % of a core, taken from the
-        machine under test (every 0.2 s it was 7-8 %, more with the Airflow groups). Counters
-        between samples are interpolated; the windows measured are 1-30 s long.
+        servers are probed: about 15 ms of CPU); every 0.5 s that is 3 % of a core taken from
+        the machine under test, every 0.2 s it was about 6 %. Counters between samples are
+        interpolated; the windows measured are 1-30 s long.
     """
 
     def __init__(self, groups: Mapping[str, Callable[[], set[int]]], interval_s: float = 0.5,
