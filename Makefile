@@ -43,10 +43,10 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "unit or dag_validation" $(PYTEST_ARGS)
 
 demo: system-deps venv
-	$(BIN)/python -m heartbeat.demo $(DEMO_ARGS)
+	$(BIN)/python -m heartbeat_lab.demo $(DEMO_ARGS)
 
 up: system-deps venv
-	$(BIN)/python -m heartbeat.demo --no-fleet $(DEMO_ARGS)
+	$(BIN)/python -m heartbeat_lab.demo --no-fleet $(DEMO_ARGS)
 
 # Benchmarks (not part of make test): the fleet through the real scheduler, then the store alone.
 bench: system-deps venv

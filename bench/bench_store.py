@@ -34,8 +34,8 @@ from typing import Any
 from heartbeat import store
 from heartbeat.config import Settings, settings_from_env
 from heartbeat.inventory import shard_servers
-from heartbeat.lab import PostgresServer
 from heartbeat.models import ProbeResult, Server
+from heartbeat_lab import PostgresServer
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOj2Wc0g9Uo0mJ0v2xq0rP1pUQy0wqv6m0yXb2Vr6YcN"
 FINGERPRINT = "SHA256:2QYvV1kqQb0m8m3K1r5mC6m7pQ4k3Gm2Q5r7sT0aBcD"

@@ -54,15 +54,15 @@ from bench.proctree import CpuSampler, proc_table, process_children, tree_pids
 from heartbeat import store
 from heartbeat.config import Settings, settings_from_env
 from heartbeat.cycle import probe_options
-from heartbeat.lab import PostgresServer, free_port, generate_keypair
-from heartbeat.lab.airflow_env import (
+from heartbeat_lab import PostgresServer, free_port, generate_keypair
+from heartbeat_lab.airflow_env import (
     REPO_ROOT,
     airflow_environment,
     migrate_metadata,
     postgres_connection_json,
     ssh_connection_json,
 )
-from heartbeat.lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
+from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
 
 DAG_ID = "ssh_heartbeat"
 CPUS = os.cpu_count() or 1

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from heartbeat.lab import SilentPeer, SshdServer, free_port, port_is_free
+from heartbeat_lab import SilentPeer, SshdServer, free_port, port_is_free
 
 MAX_SSHD = 200
 

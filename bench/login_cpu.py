@@ -1,5 +1,5 @@
 """Client CPU per login: the project's login client against a general SSH library (asyncssh, the
-probe's engine before ``heartbeat.sshlogin``), over the same servers in the same run.
+probe's engine before ``heartbeat.ssh.login``), over the same servers in the same run.
 
 Both run with the same bounds (32 logins in flight, one event loop, ``gc.freeze``), the same
 key exchange, host key algorithm and cipher, against a lab fleet of OpenSSH sshd on 127.0.0.x at
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             credentials = {"c": ClientCredentials("c", "root", key)}
             options = ProbeOptions(concurrency=args.concurrency)
             clients: dict[str, Callable[[], int]] = {
-                "heartbeat.sshlogin": lambda: sum(r.ok for r in probe_servers(servers, credentials, options)),
+                "heartbeat.ssh.login": lambda: sum(r.ok for r in probe_servers(servers, credentials, options)),
                 "asyncssh 2.x": lambda: with_asyncssh(servers, work / "id", args.concurrency),
             }
             for action in clients.values():  # warm-up: imports, first handshakes

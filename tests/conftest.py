@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from heartbeat import store
-from heartbeat.lab import KeyPair, PostgresServer, SshdFleet, generate_keypair
-from heartbeat.lab.airflow_env import postgres_connection_json, ssh_connection_json
+from heartbeat_lab import KeyPair, PostgresServer, SshdFleet, generate_keypair
+from heartbeat_lab.airflow_env import postgres_connection_json, ssh_connection_json
 
 FLEET_SIZE = 4
 _db_counter = itertools.count()

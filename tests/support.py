@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from heartbeat import store
-from heartbeat.lab import KeyPair
 from heartbeat.models import Server
 from heartbeat.probe import ClientCredentials, CredentialsError, load_client_key
+from heartbeat_lab import KeyPair
 
 
 def add_servers(dsn: str, rows: list[dict]) -> dict[str, int]:

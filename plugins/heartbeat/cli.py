@@ -164,7 +164,7 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
 
 def cmd_servers_list(args: argparse.Namespace) -> int:
     from heartbeat import store
-    from heartbeat.hostkeys import fingerprint
+    from heartbeat.ssh.hostkeys import fingerprint
 
     with _connect(args) as conn:
         rows = store.fetch_all(conn, "list_servers")
@@ -228,7 +228,7 @@ def cmd_servers_import(args: argparse.Namespace) -> int:
 
 def cmd_servers_accept_key(args: argparse.Namespace) -> int:
     from heartbeat import store
-    from heartbeat.hostkeys import fingerprint
+    from heartbeat.ssh.hostkeys import fingerprint
 
     with _connect(args) as conn:
         row = store.fetch_one(conn, "presented_host_key", {"name": args.name})

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from heartbeat.hostkeys import HostKeyFormatError, normalise_public_key
 from heartbeat.models import DEFAULT_SSH_CONN_ID, Server
+from heartbeat.ssh.hostkeys import HostKeyFormatError, normalise_public_key
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")

@@ -1,7 +1,7 @@
 """The SSH probe: TCP connect, SSH banner, key exchange with host key check, public-key
 authentication, clean close. No remote command, no pty, no forwarding of any kind.
 
-The login itself is :mod:`heartbeat.sshlogin`, not the provider's ``SSHHook``: a prober needs
+The login itself is :mod:`heartbeat.ssh.login`, not the provider's ``SSHHook``: a prober needs
 explicit per-phase timeouts, exactly one attempt, and many logins in flight from one process;
 ``SSHHook`` retries every error three times and has no connect timeout by default.
 
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from heartbeat.config import HostKeyPolicy
-from heartbeat.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
 from heartbeat.models import ErrorClass, ProbeResult, Server
-from heartbeat.sshkeys import ClientKey, UnusableKey, load_private_key
-from heartbeat.sshlogin import (
+from heartbeat.ssh.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
+from heartbeat.ssh.keys import ClientKey, UnusableKey, load_private_key
+from heartbeat.ssh.login import (
     HOST_KEY_ALGS,
     KEX_METHODS,
     MAX_VERSION_LINE_BYTES,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import add_servers, query
 
-from heartbeat.lab import SshdFleet, refused_port
+from heartbeat_lab import SshdFleet, refused_port
 
 pytestmark = pytest.mark.integration
 

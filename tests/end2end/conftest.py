@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat.lab import PostgresServer
-from heartbeat.lab.airflow_env import airflow_environment, migrate_metadata
+from heartbeat_lab import PostgresServer
+from heartbeat_lab.airflow_env import airflow_environment, migrate_metadata
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from integration.test_notifications import Webhook
 from support import add_servers, dump, query
 
-from heartbeat.lab import BannerPeer, KeyPair, SilentPeer, SshdFleet, SshdServer, refused_port
+from heartbeat_lab import BannerPeer, KeyPair, SilentPeer, SshdFleet, SshdServer, refused_port
 
 pytestmark = pytest.mark.end2end
 

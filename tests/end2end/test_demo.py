@@ -1,4 +1,4 @@
-"""``python -m heartbeat.demo`` for real, as ``make demo`` runs it: every status with its reason
+"""``python -m heartbeat_lab.demo`` for real, as ``make demo`` runs it: every status with its reason
 within two minutes, then Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import dump, query
 
-from heartbeat.lab import free_port
+from heartbeat_lab import free_port
 
 pytestmark = [pytest.mark.end2end, pytest.mark.timeout(240)]
 
@@ -111,7 +111,7 @@ def start_time(pid: int) -> int | None:
 def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HEARTBEAT_"))}
-    command = [sys.executable, "-m", "heartbeat.demo", "--state-dir", str(state), "--port", str(free_port()),
+    command = [sys.executable, "-m", "heartbeat_lab.demo", "--state-dir", str(state), "--port", str(free_port()),
                "--exit-after", str(EXIT_AFTER_S)]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

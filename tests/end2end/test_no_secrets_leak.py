@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import add_servers, query
 
-from heartbeat.lab import SshdServer, refused_port
+from heartbeat_lab import SshdServer, refused_port
 
 pytestmark = pytest.mark.end2end
 

@@ -24,8 +24,8 @@ from test_real_scheduler import (  # the real-scheduler fixtures and helpers
     wait_until,
 )
 
-from heartbeat.lab import SilentPeer
-from heartbeat.lab.airflow_procs import AirflowProcesses, metadata_dsn, wait_for_dag
+from heartbeat_lab import SilentPeer
+from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, wait_for_dag
 
 pytestmark = [pytest.mark.end2end]
 

@@ -14,9 +14,9 @@ from typing import TypeVar
 import pytest
 from support import add_servers, dump, query
 
-from heartbeat.lab import PostgresServer, SshdFleet, free_port
-from heartbeat.lab.airflow_env import airflow_environment, migrate_metadata
-from heartbeat.lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
+from heartbeat_lab import PostgresServer, SshdFleet, free_port
+from heartbeat_lab.airflow_env import airflow_environment, migrate_metadata
+from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
 
 pytestmark = [pytest.mark.end2end, pytest.mark.timeout(300)]
 

@@ -7,7 +7,7 @@ from support import add_servers, query
 
 from heartbeat import cycle
 from heartbeat.config import Settings
-from heartbeat.lab import SshdFleet
+from heartbeat_lab import SshdFleet
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from support import add_servers, query
 
 from heartbeat import cycle, store
 from heartbeat.config import Settings
-from heartbeat.lab import SilentPeer, SshdFleet
+from heartbeat_lab import SilentPeer, SshdFleet
 
 pytestmark = pytest.mark.integration
 

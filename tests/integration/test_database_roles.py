@@ -8,7 +8,7 @@ from support import add_servers
 
 from heartbeat import cycle, store
 from heartbeat.config import Settings
-from heartbeat.lab import SshdFleet
+from heartbeat_lab import SshdFleet
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat.lab import KeyPair, SshdServer
 from heartbeat.models import Server
 from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers
+from heartbeat_lab import KeyPair, SshdServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import asyncssh
 import psycopg
 import pytest
 
-from heartbeat.lab import (
+from heartbeat_lab import (
     BannerPeer,
     CloseAfterBannerPeer,
     DripBannerPeer,

@@ -10,7 +10,9 @@ from support import probe_target as server
 from support import ssh_creds as creds
 
 from heartbeat.config import HostKeyPolicy
-from heartbeat.lab import (
+from heartbeat.models import Server
+from heartbeat.probe import CredentialsError, ProbeOptions, load_client_key, probe_servers
+from heartbeat_lab import (
     BannerPeer,
     CloseAfterBannerPeer,
     DripBannerPeer,
@@ -21,8 +23,6 @@ from heartbeat.lab import (
     SshdServer,
     refused_port,
 )
-from heartbeat.models import Server
-from heartbeat.probe import CredentialsError, ProbeOptions, load_client_key, probe_servers
 
 pytestmark = pytest.mark.integration
 

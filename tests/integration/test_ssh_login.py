@@ -12,16 +12,14 @@ import pytest
 import uvloop
 from support import probe_target, ssh_creds
 
-from heartbeat.hostkeys import HostKeyVerdict
-from heartbeat.lab import KeyPair, SshdServer, generate_keypair
-from heartbeat.lab.peers import TcpPeer
 from heartbeat.probe import (
     PREFERRED_HOST_KEY_ALGS,
     ProbeOptions,
     load_client_key,
     probe_servers,
 )
-from heartbeat.sshlogin import (
+from heartbeat.ssh.hostkeys import HostKeyVerdict
+from heartbeat.ssh.login import (
     CIPHERS,
     KEX_METHODS,
     MAX_BUFFERED_BYTES,
@@ -33,7 +31,9 @@ from heartbeat.sshlogin import (
     Offer,
     login,
 )
-from heartbeat.sshwire import PlainCipher, name_list, string, uint32
+from heartbeat.ssh.wire import PlainCipher, name_list, string, uint32
+from heartbeat_lab import KeyPair, SshdServer, generate_keypair
+from heartbeat_lab.peers import TcpPeer
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from heartbeat.lab import KeyPair, SshdServer, free_port
 from heartbeat.models import Server
 from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers
+from heartbeat_lab import KeyPair, SshdServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,14 @@ from support import add_servers
 
 from heartbeat import cycle, store
 from heartbeat.config import settings_from_env
-from heartbeat.lab import KeyPair, PostgresServer, SshdFleet, free_port, refused_port
-from heartbeat.lab.airflow_env import (
+from heartbeat_lab import KeyPair, PostgresServer, SshdFleet, free_port, refused_port
+from heartbeat_lab.airflow_env import (
     airflow_environment,
     migrate_metadata,
     postgres_connection_json,
     ssh_connection_json,
 )
-from heartbeat.lab.airflow_procs import AirflowProcesses
+from heartbeat_lab.airflow_procs import AirflowProcesses
 
 # A server is OFFLINE 300 s after its last heartbeat here, and the monitor STALE 600 s after its
 # last cycle (60 s each by default), so that a slow machine cannot change what the page should

@@ -5,14 +5,14 @@ import hmac
 import pytest
 
 from heartbeat.config import HostKeyPolicy
-from heartbeat.hostkeys import (
+from heartbeat.models import ErrorClass
+from heartbeat.ssh.hostkeys import (
     HostKeyFormatError,
     decide_host_key,
     fingerprint,
     known_hosts_keys,
     normalise_public_key,
 )
-from heartbeat.models import ErrorClass
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat.sshkeys import UnusableKey, decode_host_key, load_private_key
+from heartbeat.ssh.keys import UnusableKey, decode_host_key, load_private_key
 
 
 def keygen(path: Path, key_type: str, *extra: str, passphrase: str = "") -> bytes:

@@ -9,11 +9,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from heartbeat.hostkeys import HostKeyVerdict
 from heartbeat.models import ErrorClass
-from heartbeat.sshkeys import ClientKey, load_private_key
-from heartbeat.sshlogin import LoginFailed, LoginProgress, Offer, _Login
-from heartbeat.sshwire import (
+from heartbeat.ssh.hostkeys import HostKeyVerdict
+from heartbeat.ssh.keys import ClientKey, load_private_key
+from heartbeat.ssh.login import LoginFailed, LoginProgress, Offer, _Login
+from heartbeat.ssh.wire import (
     CIPHER_SIZES,
     MACS,
     PlainCipher,

@@ -15,8 +15,8 @@ import struct
 import threading
 import time
 
-from heartbeat.lab.ports import require_loopback, socket_family
-from heartbeat.lab.service import LabService
+from heartbeat_lab.ports import require_loopback, socket_family
+from heartbeat_lab.service import LabService
 
 __all__ = [
     "BannerPeer",

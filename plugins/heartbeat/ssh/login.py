@@ -10,7 +10,7 @@ What it checks, as any SSH client must: the server's signature over the exchange
 negotiated host key algorithm, before the host key decision is asked; the peer's ECDH/X25519/DH
 public value; every packet's MAC or AEAD tag; strict key exchange (OpenSSH's
 ``kex-strict-*-v00``, the Terrapin countermeasure) when the server offers it. Keys are parsed,
-signed and verified with the ``cryptography`` package (:mod:`heartbeat.sshkeys`).
+signed and verified with the ``cryptography`` package (:mod:`heartbeat.ssh.keys`).
 
 Errors are :class:`LoginFailed` with the probe's error class and a message for people.
 """
@@ -29,10 +29,10 @@ from typing import cast
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from heartbeat.hostkeys import HostKeyVerdict
 from heartbeat.models import ErrorClass
-from heartbeat.sshkeys import ClientKey, UnusableKey, decode_host_key
-from heartbeat.sshwire import (
+from heartbeat.ssh.hostkeys import HostKeyVerdict
+from heartbeat.ssh.keys import ClientKey, UnusableKey, decode_host_key
+from heartbeat.ssh.wire import (
     CIPHER_SIZES,
     MACS,
     PacketCipher,

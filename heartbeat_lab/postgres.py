@@ -29,8 +29,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from heartbeat.lab.ports import free_port, require_loopback
-from heartbeat.lab.service import LabService, tail
+from heartbeat_lab.ports import free_port, require_loopback
+from heartbeat_lab.service import LabService, tail
 
 __all__ = ["PostgresServer", "find_postgres_bindir"]
 

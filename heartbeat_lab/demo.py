@@ -44,7 +44,8 @@ import psycopg
 from heartbeat import cli, store
 from heartbeat.config import SettingsError
 from heartbeat.inventory import validate_server
-from heartbeat.lab import (
+from heartbeat.store import SchemaError
+from heartbeat_lab import (
     KeyPair,
     PostgresServer,
     SilentPeer,
@@ -56,15 +57,14 @@ from heartbeat.lab import (
     port_is_free,
     refused_port,
 )
-from heartbeat.lab.airflow_env import (
+from heartbeat_lab.airflow_env import (
     REPO_ROOT,
     airflow_environment,
     postgres_connection_json,
     ssh_connection_json,
 )
-from heartbeat.lab.airflow_env import migrate_metadata as migrate_airflow_metadata
-from heartbeat.lab.airflow_procs import AirflowProcesses, AirflowStartError, unpause_dag, wait_for_dag
-from heartbeat.store import SchemaError
+from heartbeat_lab.airflow_env import migrate_metadata as migrate_airflow_metadata
+from heartbeat_lab.airflow_procs import AirflowProcesses, AirflowStartError, unpause_dag, wait_for_dag
 
 EXIT_OK, EXIT_ERROR = 0, 1
 DAG_ID = "ssh_heartbeat"
@@ -122,7 +122,7 @@ class DemoServer:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m heartbeat.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m heartbeat_lab.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--no-fleet", action="store_true",
                         help="no demo servers: monitor your own inventory and SSH connection (`make up`)")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".state",

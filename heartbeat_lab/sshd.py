@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from heartbeat.lab.ports import free_port, port_is_free, require_loopback, socket_family
-from heartbeat.lab.service import LabService, ProcStat, proc_table, tail
+from heartbeat_lab.ports import free_port, port_is_free, require_loopback, socket_family
+from heartbeat_lab.service import LabService, ProcStat, proc_table, tail
 
 __all__ = [
     "KeyPair",
@@ -316,7 +316,7 @@ class SshdServer(LabService):
         for key, value in self._extra_config.items():
             options.pop(by_lower.get(key.lower(), key), None)
             options[key] = value
-        lines = [f"# written by heartbeat.lab.sshd for {self._host}:{self._port}"]
+        lines = [f"# written by heartbeat_lab.sshd for {self._host}:{self._port}"]
         lines += [f"{key} {value}" for key, value in options.items()]
         return "\n".join(lines) + "\n"
 

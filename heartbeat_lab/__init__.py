@@ -8,7 +8,7 @@
 Everything binds to loopback only; nothing here is meant for production data.
 """
 
-from heartbeat.lab.peers import (
+from heartbeat_lab.peers import (
     BannerPeer,
     CloseAfterBannerPeer,
     DripBannerPeer,
@@ -17,9 +17,9 @@ from heartbeat.lab.peers import (
     TcpPeer,
     refused_port,
 )
-from heartbeat.lab.ports import free_port, port_is_free, require_loopback
-from heartbeat.lab.postgres import PostgresServer, find_postgres_bindir
-from heartbeat.lab.sshd import (
+from heartbeat_lab.ports import free_port, port_is_free, require_loopback
+from heartbeat_lab.postgres import PostgresServer, find_postgres_bindir
+from heartbeat_lab.sshd import (
     KeyPair,
     SshdFleet,
     SshdServer,

@@ -8,7 +8,7 @@ runners and DAG-file parsers call ``setpgid`` and would otherwise outlive their 
 Loopback only: the api-server binds 127.0.0.1, and the log servers that the scheduler and
 triggerer start by default (which bind every interface) are skipped; finished task logs are
 read from the shared log folder. The environment comes from
-:func:`heartbeat.lab.airflow_env.airflow_environment` with ``api_port`` set.
+:func:`heartbeat_lab.airflow_env.airflow_environment` with ``api_port`` set.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from heartbeat.lab.airflow_env import airflow_bin
-from heartbeat.lab.ports import free_port, port_is_free
-from heartbeat.lab.service import LabService, ProcStat, proc_table, tail
+from heartbeat_lab.airflow_env import airflow_bin
+from heartbeat_lab.ports import free_port, port_is_free
+from heartbeat_lab.service import LabService, ProcStat, proc_table, tail
 
 __all__ = [
     "COMPONENTS",
