@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tiers import TIERS, tier_of
 
 from heartbeat import store
 from heartbeat_lab import KeyPair, PostgresServer, SshdFleet, generate_keypair
@@ -19,6 +20,24 @@ from heartbeat_lab.airflow_env import postgres_connection_json, ssh_connection_j
 
 FLEET_SIZE = 4
 _db_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with the tier of its folder (tiers.py). A test outside a tier's folder, or
+    marked in its file with another tier than its folder's, stops the run: no test escapes
+    ``-m`` selection by a missing or contradictory marker."""
+    problems = []
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            problems.append(f"{item.nodeid}: not in a tier folder (tests/tiers.py lists them)")
+            continue
+        other = {m.name for m in item.iter_markers() if m.name in TIERS} - {tier}
+        if other:
+            problems.append(f"{item.nodeid}: marked {', '.join(sorted(other))} but its folder is the {tier} tier")
+        item.add_marker(getattr(pytest.mark, tier))
+    if problems:
+        raise pytest.UsageError("tests without a single tier:\n  " + "\n  ".join(problems))
 
 
 @pytest.fixture(scope="session")

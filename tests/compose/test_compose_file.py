@@ -31,8 +31,6 @@ import yaml
 from heartbeat.config import Settings, env_name, settings_from_env
 from heartbeat.inventory import read_import_file, validate_import
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.dag_validation
-
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {"ssh_heartbeat": timedelta(seconds=30), "heartbeat_housekeeping": timedelta(hours=1)}
 

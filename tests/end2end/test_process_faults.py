@@ -27,8 +27,6 @@ from test_real_scheduler import (  # the real-scheduler fixtures and helpers
 from heartbeat_lab import SilentPeer
 from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, wait_for_dag
 
-pytestmark = [pytest.mark.end2end]
-
 OUTAGE_S = 300
 
 

@@ -18,7 +18,7 @@ from heartbeat_lab import PostgresServer, SshdFleet, free_port
 from heartbeat_lab.airflow_env import airflow_environment, migrate_metadata
 from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
 
-pytestmark = [pytest.mark.end2end, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 DAG_ID = "ssh_heartbeat"
 CYCLE_S = 30

@@ -15,8 +15,6 @@ from support import query
 from ui.chromium import Chromium
 from ui.conftest import FleetSite
 
-pytestmark = pytest.mark.end2end
-
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 
