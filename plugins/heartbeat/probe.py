@@ -81,6 +81,9 @@ class ProbeOptions:
     host_key_policy: HostKeyPolicy = HostKeyPolicy.TOFU
     known_hosts_lines: tuple[str, ...] = ()
     kex_algs: tuple[str, ...] = DEFAULT_KEX_ALGS
+    # (conn_id, seconds): the TCP connect bound of the servers using that SSH connection (its
+    # ``conn_timeout`` extra), instead of ``connect_timeout_s``.
+    connect_timeouts: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ class Prober:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.options = options
+        self._connect_timeouts = dict(options.connect_timeouts)
         self.credentials = credentials
         self.now = now
         self._login_slots: asyncio.Semaphore | None = None
@@ -264,7 +268,8 @@ class Prober:
                     ErrorClass.OTHER,
                     f"no username: set one on the server or as the login of connection {server.conn_id!r}",
                 )
-            conn = await _connect_tcp(server.host, server.port, opts.connect_timeout_s)
+            connect_timeout_s = self._connect_timeouts.get(server.conn_id, opts.connect_timeout_s)
+            conn = await _connect_tcp(server.host, server.port, connect_timeout_s)
             trace.tcp_done = time.perf_counter()
             trace.banner = await _read_banner(conn, deadline)
             budget_s = max(0.1, deadline - time.perf_counter())
