@@ -52,8 +52,9 @@ def materialise_and_notify() -> dict[str, int]:
     notify the changes that have held long enough (each once per channel, none for a server in
     maintenance) and a stalled monitor, through the channels defined as Airflow connections.
 
-    One task, not two: a task costs Airflow more CPU than a thousand logins, and a failed send
-    is not a task failure anyway (it is recorded and retried on the next cycles).
+    One task, not two: every task has a fixed cost in Airflow (scheduling, starting, its runtime;
+    docs/benchmarks.md), and a failed send is not a task failure anyway (it is recorded and
+    retried on the next cycles).
     """
     from heartbeat import cycle, notify
 
