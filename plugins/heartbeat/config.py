@@ -33,9 +33,9 @@ class Settings:
     :param connect_timeout_s: budget for name resolution and the TCP connect (seconds).
     :param probe_timeout_s: budget for the whole login, connect included (seconds).
     :param concurrency: logins in flight at once inside one probe task.
-    :param shard_size: servers per mapped probe task; 1 gives one task per server. A task costs
-        Airflow about 0.4 s of CPU and runs its logins on one core, so few large shards are
-        cheapest (docs/benchmarks.md): 1,000 servers cost about 3 s of login CPU.
+    :param shard_size: servers per mapped probe task; 1 gives one task per server. A task has a
+        fixed cost in Airflow (its start and runtime) and runs its logins on one core, so few
+        large shards are cheapest (docs/benchmarks.md, shard size).
     :param max_shards: upper bound on mapped probe tasks; shards grow to stay under it. At most
         ``max_active_tasks`` (16 by default) run at once; more shards would only queue, and every
         running shard adds ``concurrency`` logins in flight.
