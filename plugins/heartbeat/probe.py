@@ -59,7 +59,7 @@ PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
 )
 
 
-DEFAULT_KEX_ALGS: tuple[str, ...] = tuple(KEX_METHODS)  # the order and its reasons: sshlogin.KEX_METHODS
+DEFAULT_KEX_ALGS: tuple[str, ...] = tuple(KEX_METHODS)  # the order and its reasons: ssh.login.KEX_METHODS
 
 
 def supported_kex_algs() -> tuple[str, ...]:
@@ -354,8 +354,9 @@ def probe_servers(
     """Synchronous entry point: probe all servers in a fresh event loop.
 
     Every login allocates thousands of short-lived objects, and each garbage collection they
-    trigger would also walk the caller's whole heap (all of Airflow in a task process: about
-    0.5 ms per login). That heap is frozen out of the collector for the duration.
+    trigger would also walk the caller's whole heap (all of Airflow in a task process: a large
+    share of a login's CPU, docs/benchmarks.md). That heap is frozen out of the collector for
+    the duration.
     """
     gc.freeze()
     try:
@@ -366,8 +367,8 @@ def probe_servers(
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when it is installed (Airflow installs it): its socket calls are in C, about a
-    tenth less CPU per login; the standard loop otherwise."""
+    """uvloop when it is installed (Airflow installs it): its socket calls are in C, less CPU per
+    login; the standard loop otherwise."""
     try:
         import uvloop
     except ImportError:
