@@ -149,8 +149,8 @@ class SshdServer(LabService):
         *,
         reexec: bool = True,
     ) -> None:
-        """``reexec=False`` runs sshd with ``-r``: no re-execution per connection, about a third
-        less CPU per login (benchmarks use it; the default is stock sshd)."""
+        """``reexec=False`` runs sshd with ``-r``: no re-execution per connection, less CPU per
+        login (benchmarks use it, docs/benchmarks.md; the default is stock sshd)."""
         self._host = require_loopback(listen_host)
         self._reexec = reexec
         self._port = port if port is not None else free_port(listen_host)
