@@ -10,6 +10,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 TIER_OF_FOLDER: dict[str, str] = {
     "unit": "unit",
     "dag_validation": "dag_validation",
+    "packaging": "packaging",
     "integration": "integration",
     "cli": "integration",
     "security": "integration",

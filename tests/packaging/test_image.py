@@ -1,0 +1,75 @@
+"""The image (Dockerfile) and its build context carry the product only: no ``heartbeat_lab``, demo,
+tests or benchmarks. No Docker engine runs here: the Dockerfile and .dockerignore are read."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+HARNESS = ("heartbeat_lab", "bench", "tests")
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    result, pending = [], ""
+    for line in text.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).strip().partition(" ")
+        result.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return result
+
+
+def context_sources(text: str) -> list[str]:
+    """The build-context paths that COPY and ADD take (not those copied from another stage)."""
+    sources = []
+    for keyword, arguments in instructions(text):
+        if keyword not in ("COPY", "ADD"):
+            continue
+        words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
+        flags = [w for w in words if w.startswith("--")]
+        if any(f.startswith("--from=") for f in flags):
+            continue
+        sources += [w for w in words if not w.startswith("--")][:-1]
+    return sources
+
+
+def test_should_read_copy_instructions_of_every_form() -> None:
+    text = ('# COPY tests/ /x\nCOPY --chown=a:0 plugins/ /opt/p/\nADD ["include/", "/opt/i/"]\n'
+            'COPY --from=build /a /b\nCOPY a \\\n     b /c/\n')
+    assert context_sources(text) == ["plugins/", "include/", "a", "b"]
+
+
+def test_should_copy_the_product_by_name() -> None:
+    sources = context_sources(DOCKERFILE.read_text())
+    assert "plugins/" in sources
+    assert [s for s in sources if PurePosixPath(s).as_posix() in (".", "*", "/")] == [], "a whole-context COPY"
+
+
+@pytest.mark.parametrize("folder", HARNESS)
+def test_should_copy_nothing_of_the_development_harness(folder: str) -> None:
+    sources = context_sources(DOCKERFILE.read_text())
+    assert [s for s in sources if PurePosixPath(s).parts[:1] == (folder,)] == []
+
+
+@pytest.mark.parametrize("folder", HARNESS)
+def test_should_keep_the_development_harness_out_of_the_build_context(folder: str) -> None:
+    patterns = [line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()]
+    assert folder in patterns
+
+
+def test_copied_folders_should_hold_no_lab_and_no_demo() -> None:
+    copied = [REPO / s for s in context_sources(DOCKERFILE.read_text()) if (REPO / s).is_dir()]
+    assert copied
+    found = [str(p.relative_to(REPO)) for folder in copied for p in folder.rglob("*")
+             if p.name in ("heartbeat_lab", "lab", "demo.py")]
+    assert found == []
