@@ -54,7 +54,7 @@ def probe_options(settings: Settings) -> ProbeOptions:
 
 
 def db_connect(settings: Settings, dsn: str | None = None):  # type: ignore[no-untyped-def]
-    return store.connect(dsn or connections.heartbeat_db_dsn(settings.db_conn_id))
+    return store.connect(dsn) if dsn else connections.heartbeat_db_connection(settings.db_conn_id)
 
 
 def load_servers(
@@ -125,10 +125,11 @@ def probe_shard(
     gone = len(shard.server_ids) - len(servers) - len(bad)
     if gone:
         log.info("%d servers of shard %s were disabled or removed since the cycle began", gone, shard.label)
-    credentials = connections.ssh_credentials(s.conn_id for s in servers)
+    ssh = connections.ssh_connections(s.conn_id for s in servers)  # keys, pinned host keys, ports, timeouts
     results = [store.invalid_row_result(s, p, attempted_at) for s, p in bad]
     login_cpu_started = time.process_time()
-    results += probe_servers(servers, credentials, probe_options(settings), now=now)
+    probed = probe_servers(ssh.servers(servers), ssh.credentials, ssh.options(probe_options(settings)), now=now)
+    results += ssh.explain(probed, servers)
     login_cpu_s = time.process_time() - login_cpu_started
     for result in results:
         if on_result is not None:
