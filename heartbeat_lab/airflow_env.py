@@ -16,16 +16,27 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def ssh_connection_json(login: str, key_file: Path) -> str:
-    return json.dumps({"conn_type": "ssh", "login": login, "extra": {"key_file": str(key_file)}})
+def ssh_connection_json(login: str, key_file: Path, port: int | None = None,
+                        extra: Mapping[str, object] | None = None) -> str:
+    """An ssh connection as ``AIRFLOW_CONN_<ID>`` JSON; ``extra`` is added to ``key_file``
+    (``host_key``, ``conn_timeout``, ...)."""
+    conn: dict[str, object] = {"conn_type": "ssh", "login": login,
+                               "extra": {"key_file": str(key_file), **(extra or {})}}
+    if port is not None:
+        conn["port"] = port
+    return json.dumps(conn)
 
 
 def postgres_connection_json(host: str, port: int, database: str, login: str = "postgres",
-                             password: str | None = None) -> str:
+                             password: str | None = None, extra: Mapping[str, object] | None = None) -> str:
+    """A postgres connection as ``AIRFLOW_CONN_<ID>`` JSON; ``extra`` as PostgresHook reads it
+    (``sslmode``, ``options``, ...)."""
     conn: dict[str, object] = {"conn_type": "postgres", "host": host, "port": port, "schema": database,
                                "login": login}
     if password:
         conn["password"] = password
+    if extra:
+        conn["extra"] = dict(extra)
     return json.dumps(conn)
 
 
