@@ -18,7 +18,13 @@ class Status(StrEnum):
 
 
 class ErrorClass(StrEnum):
-    """Why a probe failed; one value per distinguishable failure a person acts on differently."""
+    """Why a probe failed; one value per distinguishable failure a person acts on differently.
+
+    Their words for people ("timed out", "host key changed") are written in one place: the
+    ``error_classes`` table of migration 001, which the status decider (SQL) joins. Python holds
+    none: nothing in production words a reason outside SQL, and a second copy here would only
+    drift. A new class needs a migration that inserts its words.
+    """
 
     DNS = "dns"
     REFUSED = "refused"
@@ -30,20 +36,6 @@ class ErrorClass(StrEnum):
     HOST_KEY_CHANGED = "host_key_changed"
     AUTH = "auth"
     OTHER = "other"
-
-
-ERROR_CLASS_WORDS: dict[str, str] = {
-    ErrorClass.DNS: "name does not resolve",
-    ErrorClass.REFUSED: "connection refused",
-    ErrorClass.TIMEOUT: "timed out",
-    ErrorClass.UNREACHABLE: "network unreachable",
-    ErrorClass.BANNER: "not an SSH server",
-    ErrorClass.KEX: "SSH key exchange failed",
-    ErrorClass.HOST_KEY_UNKNOWN: "host key not known",
-    ErrorClass.HOST_KEY_CHANGED: "host key changed",
-    ErrorClass.AUTH: "authentication failed",
-    ErrorClass.OTHER: "error",
-}
 
 
 @dataclass(frozen=True)
@@ -104,6 +96,7 @@ class HeartbeatState:
     flap_percent: float | None = None
     previous_status: str | None = None  # what the last cycle decided
     monitor_last_cycle_at: datetime | None = None  # when the monitor last finished a cycle
+    last_error_words: str | None = None  # last_error_class in words, from the error_classes table
 
 
 @dataclass(frozen=True)

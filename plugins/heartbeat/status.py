@@ -1,17 +1,27 @@
-"""The status rules, as pure functions of timestamps and an ``as_of`` passed in.
+"""The status rules, as pure functions of timestamps and an ``as_of`` passed in: the executable
+specification of how a status is decided.
 
-The seed's rules, with debounce, flapping and the monitor's own health on top:
+Production does not call :func:`evaluate_status`. The SQL function ``heartbeat_status_evaluate``
+(include/sql/views/010_heartbeat_status_at.sql) is the implementation it uses, both when a cycle
+materialises the statuses and in the read-time views dashboards read: SQL decides the whole
+fleet in one statement, next to the data, instead of reading every server into Python and
+writing its decision back. This module states the same rules in a form a person reads and a unit
+test runs; tests/status_cases.py is one table of cases both are held to (same inputs, same
+status, same reason).
 
 - STALE (read time only): the monitor has finished no cycle for ``stale_after_s``; the last
   known status is kept in the reason instead of turning the whole fleet OFFLINE;
-- OFFLINE: no heartbeat, or the last one is older than ``offline_after_s`` (60 s); or
-  ``failure_threshold`` failed logins in a row (0: off); or recovering from OFFLINE with fewer
-  than ``recovery_threshold`` successful logins in a row (1: off);
+- OFFLINE: no heartbeat, or the last one is older than ``offline_after_s`` (60 s; exactly 60 s
+  is still fresh); or ``failure_threshold`` failed logins in a row (0: off); or recovering from
+  OFFLINE with fewer than ``recovery_threshold`` successful logins in a row (1: off);
 - WARNING: a fresh heartbeat, but flapping or an active alert or anomaly;
 - ONLINE: a fresh heartbeat and none of the above.
 
-The SQL function ``heartbeat_status_at`` (include/sql/views) implements the same rules for
-dashboards; a test holds the two to the same table of cases.
+A reason holds no age relative to ``as_of`` ("heartbeat 29 s ago" would be stale beside an age
+shown, and ticking, when the page is read): it says what held against the threshold, or since
+when. The heartbeat's age is its own figure (:func:`heartbeat_age_s`, the views'
+``heartbeat_age_s``). A failed last attempt is named in the words of the ``error_classes`` table
+(migration 001), which the caller puts in ``HeartbeatState.last_error_words``.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from heartbeat.models import ERROR_CLASS_WORDS, HeartbeatState, Status, StatusDecision
+from heartbeat.models import HeartbeatState, Status, StatusDecision
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,16 @@ class StatusRules:
     recovery_threshold: int = 1
     stale_after_s: float | None = None
 
+    def __post_init__(self) -> None:
+        if not self.offline_after_s > 0:
+            raise ValueError(f"offline_after_s must be greater than 0, got {self.offline_after_s!r}")
+        if self.failure_threshold < 0:
+            raise ValueError(f"failure_threshold must be 0 (off) or more, got {self.failure_threshold!r}")
+        if self.recovery_threshold < 1:
+            raise ValueError(f"recovery_threshold must be at least 1, got {self.recovery_threshold!r}")
+        if self.stale_after_s is not None and not self.stale_after_s > 0:
+            raise ValueError(f"stale_after_s must be greater than 0, got {self.stale_after_s!r}")
+
 
 def heartbeat_age_s(last_success_at: datetime | None, as_of: datetime) -> float | None:
     """Seconds since the last heartbeat, never negative (a clock a little ahead reads as 0)."""
@@ -48,11 +68,15 @@ def _plural(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count} {noun if count == 1 else (plural or noun + 's')}"
 
 
+def _seconds(value: float) -> str:
+    """A threshold as PostgreSQL writes a double precision: 60, 7.5."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _last_attempt_words(state: HeartbeatState) -> str:
     if state.last_attempt_at is None or state.last_error_class is None:
         return ""
-    words = ERROR_CLASS_WORDS.get(state.last_error_class, state.last_error_class)
-    return f"; last attempt: {words}"
+    return f"; last attempt: {state.last_error_words or state.last_error_class}"
 
 
 def _stalled_since(state: HeartbeatState, as_of: datetime, rules: StatusRules) -> datetime | None:
@@ -77,17 +101,16 @@ def evaluate_status(
     age_s = heartbeat_age_s(state.last_success_at, as_of)
     stalled = _stalled_since(state, as_of, rules)
     if stalled is not None:
-        reason = (f"monitor stalled since {stalled.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC: no cycle for "
-                  f"{math.floor((as_of - stalled).total_seconds())} s; "
+        reason = (f"monitor stalled since {stalled.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
                   f"last known: {state.previous_status or 'unknown'}")
         return StatusDecision(Status.STALE, reason, age_s)
     if age_s is None:
         if state.last_attempt_at is None:
             return StatusDecision(Status.OFFLINE, "no heartbeat yet; not probed yet", None)
         return StatusDecision(Status.OFFLINE, "no heartbeat yet" + _last_attempt_words(state), None)
-    shown_age_s = math.floor(age_s)
+    threshold = _seconds(rules.offline_after_s)
     if age_s > rules.offline_after_s:
-        reason = f"no heartbeat for {shown_age_s} s" + _last_attempt_words(state)
+        reason = f"no heartbeat for over {threshold} s" + _last_attempt_words(state)
         return StatusDecision(Status.OFFLINE, reason, age_s)
     if rules.failure_threshold > 0 and state.consecutive_failures >= rules.failure_threshold:
         reason = f"{state.consecutive_failures} failed logins in a row" + _last_attempt_words(state)
@@ -97,6 +120,7 @@ def evaluate_status(
         reason = (f"recovering: {state.consecutive_successes} of {rules.recovery_threshold} "
                   "successful logins in a row")
         return StatusDecision(Status.OFFLINE, reason, age_s)
+    fresh = f"heartbeat within {threshold} s"
     parts = []
     if state.flapping:
         parts.append(f"flapping ({math.floor(state.flap_percent or 0)}% state changes)")
@@ -105,5 +129,5 @@ def evaluate_status(
     if state.active_anomalies:
         parts.append(_plural(state.active_anomalies, "active anomaly", "active anomalies"))
     if parts:
-        return StatusDecision(Status.WARNING, f"heartbeat {shown_age_s} s ago; " + ", ".join(parts), age_s)
-    return StatusDecision(Status.ONLINE, f"heartbeat {shown_age_s} s ago", age_s)
+        return StatusDecision(Status.WARNING, f"{fresh}; " + ", ".join(parts), age_s)
+    return StatusDecision(Status.ONLINE, fresh, age_s)

@@ -159,6 +159,39 @@ def test_should_show_every_server_stale_when_the_monitor_has_stalled(heartbeat_d
     assert summary["last_cycle_age_s"] == pytest.approx(600)
 
 
+def test_should_give_the_same_reason_when_read_later_so_it_agrees_with_the_age_beside_it(heartbeat_dsn: str):
+    """A row decided by the last cycle and read now: the age is the read's, and the reason holds no
+    age of its own to contradict it (the Fleet page ticks the age between refreshes as well)."""
+    ids = add_servers(heartbeat_dsn, [{"name": n, "host": "10.0.0.1"} for n in ("web", "busy", "down")])
+    with store.connect(heartbeat_dsn) as conn:
+        now = conn.execute("SELECT now() AS now").fetchone()["now"]
+        heartbeat_at, cycle_at = now - timedelta(seconds=29), now - timedelta(seconds=24)
+        store.record_results(conn, "c1", [
+            ProbeResult(server_id=ids["web"], server_name="web", ok=True, attempted_at=heartbeat_at, total_ms=9.0),
+            ProbeResult(server_id=ids["busy"], server_name="busy", ok=True, attempted_at=heartbeat_at, total_ms=9.0),
+            ProbeResult(server_id=ids["down"], server_name="down", ok=False, attempted_at=heartbeat_at,
+                        error_class="timeout", message="TCP connect timed out")])
+        conn.execute("INSERT INTO alerts (server_id, kind) VALUES (%s, 'disk_full')", (ids["busy"],))
+        conn.execute("INSERT INTO cycles (cycle_id, started_at, finished_at) VALUES ('c1', %s, %s)",
+                     (heartbeat_at, cycle_at))
+        conn.commit()
+        store.materialise_status(conn, cycle_at, 60)
+        decided = {r["server_name"]: r for r in conn.execute(
+            "SELECT s.name AS server_name, d.status, d.reason, d.heartbeat_age_s FROM server_status d "
+            "JOIN servers s ON s.id = d.server_id").fetchall()}
+        live = {r["server_name"]: r for r in conn.execute(
+            "SELECT server_name, status, reason, heartbeat_age_s FROM dashboard_server_status").fetchall()}
+        conn.rollback()
+    assert {n: (r["status"], r["reason"]) for n, r in live.items()} == {
+        "web": ("ONLINE", "heartbeat within 60 s"),
+        "busy": ("WARNING", "heartbeat within 60 s; 1 active alert"),
+        "down": ("OFFLINE", "no heartbeat yet; last attempt: timed out")}
+    assert {n: (r["status"], r["reason"]) for n, r in decided.items()} == {
+        n: (r["status"], r["reason"]) for n, r in live.items()}
+    assert decided["web"]["heartbeat_age_s"] == pytest.approx(5.0)
+    assert live["web"]["heartbeat_age_s"] >= 29.0
+
+
 def test_should_turn_warning_on_the_next_cycle_with_the_documented_sql_and_back(heartbeat_dsn: str):
     """The SQL contract for other systems, exactly as the README gives it."""
     ids = add_servers(heartbeat_dsn, [{"name": "web-01", "host": "10.0.0.1"}])

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from support import add_servers, query
-from unit.test_status_rules import AS_OF, STATUS_CASES
 
 from heartbeat import sql, store
 from heartbeat.flapping import FlapRules
 from heartbeat.models import ProbeResult
-from heartbeat.status import StatusRules, evaluate_status
+from heartbeat.status import StatusRules
 
 pytestmark = pytest.mark.integration
 
@@ -69,16 +68,16 @@ def test_should_flip_online_warning_offline_and_record_each_change(heartbeat_dsn
         conn.commit()
         store.materialise_status(conn, T0 + timedelta(seconds=30), 60)
         row = query(heartbeat_dsn, "SELECT status, reason, active_alerts FROM server_status")[0]
-        assert row == {"status": "WARNING", "reason": "heartbeat 30 s ago; 1 active alert", "active_alerts": 1}
+        assert row == {"status": "WARNING", "reason": "heartbeat within 60 s; 1 active alert", "active_alerts": 1}
         store.record_results(conn, "c2", [failed(web, T0 + timedelta(seconds=30))])
         store.materialise_status(conn, T0 + timedelta(seconds=61), 60)
         store.materialise_status(conn, T0 + timedelta(seconds=91), 60)  # no change: no new event
     events = query(heartbeat_dsn, "SELECT from_status, to_status, reason FROM status_events ORDER BY id")
     assert events == [
-        {"from_status": None, "to_status": "ONLINE", "reason": "heartbeat 1 s ago"},
-        {"from_status": "ONLINE", "to_status": "WARNING", "reason": "heartbeat 30 s ago; 1 active alert"},
+        {"from_status": None, "to_status": "ONLINE", "reason": "heartbeat within 60 s"},
+        {"from_status": "ONLINE", "to_status": "WARNING", "reason": "heartbeat within 60 s; 1 active alert"},
         {"from_status": "WARNING", "to_status": "OFFLINE",
-         "reason": "no heartbeat for 61 s; last attempt: connection refused"},
+         "reason": "no heartbeat for over 60 s; last attempt: connection refused"},
     ]
     status = query(heartbeat_dsn, "SELECT status_since, evaluated_at FROM server_status")[0]
     assert status["status_since"] == T0 + timedelta(seconds=61)
@@ -177,38 +176,6 @@ def test_should_store_hostile_values_inert(heartbeat_dsn: str):
     assert query(heartbeat_dsn, "SELECT count(*) AS n FROM servers")[0]["n"] == 1
 
 
-@pytest.mark.parametrize(("state", "rules", "status", "reason"),
-                         [c[1:] for c in STATUS_CASES], ids=[c[0] for c in STATUS_CASES])
-def test_should_compute_the_same_status_in_sql_as_in_python(heartbeat_dsn, state, rules, status, reason):
-    rules = rules if isinstance(rules, StatusRules) else StatusRules(offline_after_s=rules)
-    sid = add_servers(heartbeat_dsn, [{"name": "s", "host": "10.0.0.1"}])["s"]
-    with store.connect(heartbeat_dsn) as conn, conn.transaction():
-        if state.last_attempt_at is not None or state.last_success_at is not None:
-            conn.execute(
-                "INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id, last_ok,"
-                " last_error_class, consecutive_failures, consecutive_successes, flapping, flap_percent)"
-                " VALUES (%s, %s, %s, 'c', %s, %s, %s, %s, %s, %s)",
-                (sid, state.last_success_at, state.last_attempt_at or state.last_success_at,
-                 state.last_error_class is None, state.last_error_class, state.consecutive_failures,
-                 state.consecutive_successes, state.flapping, state.flap_percent))
-        for _ in range(state.active_alerts):
-            conn.execute("INSERT INTO alerts (server_id, kind) VALUES (%s, 'a')", (sid,))
-        for _ in range(state.active_anomalies):
-            conn.execute("INSERT INTO anomalies (server_id, kind) VALUES (%s, 'x')", (sid,))
-        conn.execute("INSERT INTO alerts (server_id, kind, resolved_at) VALUES (%s, 'old', now())", (sid,))
-        if state.previous_status:
-            conn.execute("INSERT INTO server_status (server_id, status, reason, status_since, evaluated_at)"
-                         " VALUES (%s, %s, '', %s, %s)", (sid, state.previous_status, AS_OF, AS_OF))
-        if state.monitor_last_cycle_at:
-            conn.execute("INSERT INTO cycles (cycle_id, started_at, finished_at) VALUES ('c', %s, %s)",
-                         (state.monitor_last_cycle_at, state.monitor_last_cycle_at))
-    [row] = query(heartbeat_dsn, "SELECT status, reason FROM heartbeat_status_at(%s, %s, %s, %s, %s)",
-                  (AS_OF, rules.offline_after_s, rules.failure_threshold, rules.recovery_threshold,
-                   rules.stale_after_s))
-    python = evaluate_status(state, AS_OF, rules)
-    assert (row["status"], row["reason"]) == (python.status.value, python.reason) == (status.value, reason)
-
-
 def test_should_flag_a_flapping_server_as_warning(heartbeat_dsn: str):
     web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
     with store.connect(heartbeat_dsn) as conn:
@@ -220,7 +187,7 @@ def test_should_flag_a_flapping_server_as_warning(heartbeat_dsn: str):
     assert row == {"flapping": True, "flap_percent": 100.0}
     assert counts["warning"] == 1
     assert query(heartbeat_dsn, "SELECT reason FROM server_status")[0]["reason"] == \
-        "heartbeat 5 s ago; flapping (100% state changes)"
+        "heartbeat within 60 s; flapping (100% state changes)"
 
 
 def test_should_hold_offline_until_recovery_threshold_is_met(heartbeat_dsn: str):
@@ -234,7 +201,7 @@ def test_should_hold_offline_until_recovery_threshold_is_met(heartbeat_dsn: str)
         store.record_results(conn, "c3", [ok(web, T0 + timedelta(seconds=60))])
         assert store.materialise_status(conn, T0 + timedelta(seconds=61), rules)["online"] == 1
     reasons = [r["reason"] for r in query(heartbeat_dsn, "SELECT reason FROM status_events ORDER BY id")]
-    assert reasons == ["no heartbeat yet; last attempt: connection refused", "heartbeat 1 s ago"]
+    assert reasons == ["no heartbeat yet; last attempt: connection refused", "heartbeat within 60 s"]
 
 
 def test_should_mark_the_fleet_stale_instead_of_offline_when_the_monitor_stalls(heartbeat_dsn: str):
@@ -246,8 +213,7 @@ def test_should_mark_the_fleet_stale_instead_of_offline_when_the_monitor_stalls(
         store.finish_cycle(conn, "c1", long_ago, long_ago, {"online": 1})
     [live] = query(heartbeat_dsn, "SELECT status, reason FROM server_status_live")
     assert live["status"] == "STALE"
-    assert live["reason"].startswith(f"monitor stalled since {long_ago:%Y-%m-%d %H:%M:%S} UTC: no cycle for 6")
-    assert live["reason"].endswith("s; last known: ONLINE")
+    assert live["reason"] == f"monitor stalled since {long_ago:%Y-%m-%d %H:%M:%S} UTC; last known: ONLINE"
     [health] = query(heartbeat_dsn, "SELECT stalled, health, online FROM monitor_health")
     assert health["stalled"] is True and health["health"].startswith("monitor stalled since")
     assert query(heartbeat_dsn, "SELECT stale FROM fleet_summary")[0]["stale"] == 1
@@ -273,10 +239,10 @@ def test_should_write_a_status_row_only_when_the_decision_changes(heartbeat_dsn:
     written = {r["server_id"]: r["written_at"] for r in decided}
     assert written == {web: T0 + timedelta(seconds=2), db: T0 + timedelta(seconds=62)}
     rows = {r["server_id"]: r for r in query(heartbeat_dsn, "SELECT * FROM server_status")}
-    assert rows[web]["reason"] == "heartbeat 2 s ago"
+    assert rows[web]["reason"] == "heartbeat within 60 s"
     assert rows[web]["heartbeat_age_s"] == 2.0 and rows[web]["last_heartbeat_at"] == T0 + timedelta(seconds=60)
     assert rows[web]["evaluated_at"] == T0 + timedelta(seconds=62)
-    assert rows[db]["reason"] == "no heartbeat for 62 s; last attempt: connection refused"
+    assert rows[db]["reason"] == "no heartbeat for over 60 s; last attempt: connection refused"
     assert (rows[db]["status"], rows[db]["status_since"]) == ("OFFLINE", T0 + timedelta(seconds=62))
 
 
@@ -342,6 +308,6 @@ def test_should_upgrade_a_database_of_migration_006_keeping_status_and_flap_wind
         assert kept == {"status": "ONLINE", "reason": "heartbeat 3 s ago", "heartbeat_age_s": 3.0, "status_since": T0,
                         "evaluated_at": T0 + timedelta(seconds=93)}
         counts = store.materialise_status(conn, T0 + timedelta(seconds=100), 60)
-    assert (counts["written"], counts["flips"]) == (1, 0)  # the stored reason becomes a template, once
+    assert (counts["written"], counts["flips"]) == (1, 0)  # the stored reason is rewritten, once
     [row] = query(dsn, "SELECT status, reason, status_since FROM server_status")
-    assert row == {"status": "ONLINE", "reason": "heartbeat 10 s ago", "status_since": T0}
+    assert row == {"status": "ONLINE", "reason": "heartbeat within 60 s", "status_since": T0}

@@ -5,7 +5,6 @@ import pytest
 
 from heartbeat import sql
 from heartbeat.config import HostKeyPolicy, Settings, SettingsError, settings_from_env
-from heartbeat.models import ERROR_CLASS_WORDS, ErrorClass
 
 pytestmark = pytest.mark.unit
 
@@ -59,12 +58,6 @@ def test_should_define_every_named_query_the_store_runs():
 def test_should_number_migrations_uniquely_and_in_order():
     versions = [m.version for m in sql.migrations()]
     assert versions == sorted(set(versions)) and versions[0] == 1
-
-
-def test_should_give_every_error_class_plain_words_in_python_and_sql():
-    migration = sql.migrations()[0].text
-    for error_class in ErrorClass:
-        assert f"('{error_class.value}', '{ERROR_CLASS_WORDS[error_class]}')" in migration
 
 
 def test_should_offer_p256_first_by_default_and_take_a_configured_key_exchange_list():

@@ -1,19 +1,29 @@
--- The status rules in SQL, for dashboards and for materialisation. Keep in step with
--- plugins/heartbeat/status.py: a test holds both to the same table of cases.
+-- The status decider production uses: heartbeat_status_evaluate decides every enabled server's
+-- status and reason, when a cycle materialises the statuses (query materialise_status) and when a
+-- dashboard reads the live views (heartbeat_status_at, server_status_live). It is SQL so that the
+-- whole fleet is decided in one statement beside its data, instead of read into Python row by row
+-- and written back. plugins/heartbeat/status.py states the same rules as the executable
+-- specification; tests/status_cases.py is one table of cases both are held to (same inputs, same
+-- status, same reason), so a change to a rule changes both and that table.
 --   STALE:   (read-time views only) the monitor has finished no cycle for stale_after_s
---   OFFLINE: no heartbeat, or the last one is older than offline_after_s; or failure_threshold
---            failed logins in a row; or recovering from OFFLINE with fewer than
---            recovery_threshold successful logins in a row
+--   OFFLINE: no heartbeat, or the last one is older than offline_after_s (exactly that age is
+--            still fresh); or failure_threshold failed logins in a row; or recovering from
+--            OFFLINE with fewer than recovery_threshold successful logins in a row
 --   WARNING: a fresh heartbeat but flapping, or an active alert or anomaly
 --   ONLINE:  a fresh heartbeat and none of the above
+-- A reason holds no age relative to as_of: beside the heartbeat age a page shows (and ticks) when
+-- it is read, "heartbeat 29 s ago" decided earlier would contradict it. It says what held against
+-- the threshold, or since when; the age is heartbeat_age_s. A stored decision then changes only
+-- when the situation does, not with the clock. Error classes are worded by the table
+-- error_classes (migration 001), the one place those words are written.
 DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision) CASCADE;
 DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision, integer, integer, double precision) CASCADE;
 DROP FUNCTION IF EXISTS heartbeat_status_evaluate(timestamptz, double precision, integer, integer, double precision)
     CASCADE;
 
--- The rules, with the reason as a template: "{age}" stands for the heartbeat age in whole seconds,
--- so that a decision can be compared with the stored one (server_status_decided, also returned)
--- without the clock making every reason new. heartbeat_status_at renders it.
+-- reason_template is the reason (the column is named after the table it is compared with,
+-- server_status_decided, whose reasons once held an "{age}" placeholder); the decided_* columns are
+-- that table's row, so the caller writes a decision only when it changed.
 CREATE FUNCTION heartbeat_status_evaluate(
     as_of timestamptz,
     offline_after_s double precision,
@@ -95,24 +105,23 @@ LANGUAGE sql STABLE AS $$
                   ELSE 'OFFLINE' END,
         CASE rule
             WHEN 'stale' THEN 'monitor stalled since '
-                || to_char(stalled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC: no cycle for '
-                || floor(extract(epoch FROM as_of - stalled_since))::bigint || ' s; last known: '
+                || to_char(stalled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC; last known: '
                 || coalesce(previous_status, 'unknown')
             WHEN 'offline' THEN
                 CASE WHEN age_s IS NULL AND last_attempt_at IS NULL THEN 'no heartbeat yet; not probed yet'
                      WHEN age_s IS NULL THEN 'no heartbeat yet' || attempt_words
-                     ELSE 'no heartbeat for {age} s' || attempt_words END
+                     ELSE 'no heartbeat for over ' || offline_after_s || ' s' || attempt_words END
             WHEN 'failing' THEN failures || ' failed logins in a row' || attempt_words
             WHEN 'recovering' THEN 'recovering: ' || successes || ' of ' || recovery_threshold
                 || ' successful logins in a row'
-            WHEN 'warning' THEN 'heartbeat {age} s ago; ' || concat_ws(', ',
+            WHEN 'warning' THEN 'heartbeat within ' || offline_after_s || ' s; ' || concat_ws(', ',
                 CASE WHEN flapping THEN 'flapping (' || floor(coalesce(flap_percent, 0))::bigint
                                         || '% state changes)' END,
                 CASE WHEN n_alerts = 1 THEN '1 active alert'
                      WHEN n_alerts > 1 THEN n_alerts || ' active alerts' END,
                 CASE WHEN n_anomalies = 1 THEN '1 active anomaly'
                      WHEN n_anomalies > 1 THEN n_anomalies || ' active anomalies' END)
-            ELSE 'heartbeat {age} s ago' END,
+            ELSE 'heartbeat within ' || offline_after_s || ' s' END,
         last_success_at, age_s, n_alerts, n_anomalies, last_attempt_at, last_error_class,
         last_error_message, failures, total_ms, flapping, flap_percent,
         previous_status, previous_reason_template, previous_alerts, previous_anomalies, previous_flapping, previous_at
@@ -147,7 +156,7 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE AS $$
     SELECT e.server_id, e.server_name, e.host, e.port, e.status,
-           replace(e.reason_template, '{age}', coalesce(floor(e.heartbeat_age_s)::bigint::text, '?')),
+           e.reason_template,
            e.last_heartbeat_at, e.heartbeat_age_s, e.active_alerts, e.active_anomalies, e.last_attempt_at,
            e.last_error_class, e.last_error_message, e.consecutive_failures, e.total_ms, e.flapping, e.flap_percent
     FROM heartbeat_status_evaluate(as_of, offline_after_s, failure_threshold, recovery_threshold, stale_after_s) e

@@ -1,8 +1,11 @@
 -- server_status: what the last cycle decided, with the columns the table of that name had.
 -- server_status_decided holds the decision and is written only when it changes (migration 007);
 -- the heartbeat and its age come from heartbeats, the age taken at the last evaluation
--- (status_evaluation). Between a cycle's writes and its evaluation a server's new heartbeat already
--- shows, with an age of 0 s, under the status decided before it.
+-- (status_evaluation). The reason holds no age (010), so it agrees with any age shown beside it.
+-- A reason stored by an older version may still hold an "{age}" placeholder: it reads as the age
+-- at the evaluation until the next evaluation rewrites it (its reason differs). Between a cycle's
+-- writes and its evaluation a server's new heartbeat already shows, with an age of 0 s, under the
+-- status decided before it.
 CREATE OR REPLACE VIEW server_status AS
 SELECT d.server_id,
        d.status,

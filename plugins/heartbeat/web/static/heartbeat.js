@@ -1,5 +1,6 @@
 // Fleet heartbeat page: reads /heartbeat/api/* (relative URLs), refreshes every 10 s, ticks heartbeat
-// ages every second, filters and sorts in the browser. The view lives in the URL hash
+// ages every second, filters and sorts in the browser. Only ages tick: a status reason holds no age
+// (include/sql/views/010_heartbeat_status_at.sql), so it stays true beside the ticking age. The view lives in the URL hash
 // (#status=OFFLINE&q=web&sort=age&dir=desc, #server=web-01), so a view can be shared.
 // Text from the database only ever goes through textContent.
 "use strict";
