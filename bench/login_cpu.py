@@ -29,7 +29,8 @@ import asyncssh
 
 from bench.lab_fleet import BenchFleet
 from heartbeat.models import Server
-from heartbeat.probe import DEFAULT_KEX_ALGS, ClientCredentials, ProbeOptions, load_client_key, probe_servers
+from heartbeat.probe import DEFAULT_KEX_ALGS, ProbeOptions, probe_servers
+from heartbeat.ssh import ClientCredentials, load_client_key
 
 
 def cpu_s() -> tuple[float, float]:

@@ -26,7 +26,8 @@ def cpu_s() -> float:
 
 def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
     from heartbeat.models import Server
-    from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers
+    from heartbeat.probe import ProbeOptions, probe_servers
+    from heartbeat.ssh import ClientCredentials, load_client_key
 
     key = load_client_key("bench", None, spec["key_file"], None)
     credentials = {"heartbeat_ssh": ClientCredentials("heartbeat_ssh", spec["username"], key)}

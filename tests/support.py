@@ -6,7 +6,7 @@ import json
 
 from heartbeat import store
 from heartbeat.models import Server
-from heartbeat.probe import ClientCredentials, CredentialsError, load_client_key
+from heartbeat.ssh import ClientCredentials, CredentialsError, load_client_key
 from heartbeat_lab import KeyPair
 
 

@@ -24,40 +24,29 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from heartbeat.config import HostKeyPolicy
 from heartbeat.models import ErrorClass, ProbeResult, Server
-from heartbeat.ssh.hostkeys import HostKeyVerdict, decide_host_key, fingerprint, key_type_of, known_hosts_keys
-from heartbeat.ssh.keys import ClientKey, UnusableKey, load_private_key
-from heartbeat.ssh.login import (
-    HOST_KEY_ALGS,
+from heartbeat.ssh import (
     KEX_METHODS,
-    MAX_VERSION_LINE_BYTES,
+    ClientCredentials,
     Connection,
+    CredentialsError,
+    HostKeyVerdict,
     LoginFailed,
     LoginProgress,
     Offer,
+    decide_host_key,
+    fingerprint,
+    host_key_algs_to_offer,
+    known_hosts_keys,
     login,
+    read_version_line,
 )
 
 MAX_MESSAGE_CHARS = 300
-
-# A pinned key's type -> the host key algorithms that present it (ssh-rsa: rsa-sha2-512, ...).
-HOST_KEY_ALGS_BY_KEY_TYPE: dict[str, tuple[str, ...]] = {
-    key_type.decode(): tuple(alg for alg, made_by in HOST_KEY_ALGS.items() if made_by == key_type)
-    for key_type in dict.fromkeys(HOST_KEY_ALGS.values())
-}
-PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-)
-
 
 DEFAULT_KEX_ALGS: tuple[str, ...] = tuple(KEX_METHODS)  # the order and its reasons: ssh.login.KEX_METHODS
 
@@ -84,23 +73,6 @@ class ProbeOptions:
     # (conn_id, seconds): the TCP connect bound of the servers using that SSH connection (its
     # ``conn_timeout`` extra), instead of ``connect_timeout_s``.
     connect_timeouts: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class ClientCredentials:
-    """A login identity loaded from an Airflow Connection. The key never leaves memory."""
-
-    conn_id: str
-    username: str | None
-    key: ClientKey = field(repr=False)
-
-
-@dataclass(frozen=True)
-class CredentialsError:
-    """Why a connection's credentials could not be loaded (a message without key material)."""
-
-    conn_id: str
-    message: str
 
 
 @dataclass
@@ -178,37 +150,38 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> Connection:
 
 async def _read_banner(conn: Connection, deadline: float) -> str:
     """Wait until the server's SSH version line is complete and return it; it stays in
-    ``conn.buffer``, where the login goes on from.
+    ``conn.buffer``, where the login goes on from. Lines before it (RFC 4253 4.2) are allowed
+    within the bounds of :func:`heartbeat.ssh.read_version_line`.
 
     Checked before a login slot is taken, so a silent listener, a dripping or oversized banner and
     a non-SSH service each get their own clear error and hold no slot.
     """
     data = conn.buffer
-    for _ in range(MAX_VERSION_LINE_BYTES + 2):  # at least one byte per round
-        if data:
-            if data.startswith(b"Exceeded MaxStartups"):
-                raise LoginFailed(
-                    ErrorClass.REFUSED,
-                    "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
-                )
-            if not b"SSH-"[: len(data)] == data[:4]:
-                raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(bytes(data[:80]))}")
-            newline = data.find(b"\n")
-            if 0 <= newline <= MAX_VERSION_LINE_BYTES + 1:
-                return bytes(data[:newline]).rstrip(b"\r").decode("ascii", "replace")
-            if newline > MAX_VERSION_LINE_BYTES + 1 or len(data) > MAX_VERSION_LINE_BYTES + 1:
-                raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
+    while True:  # bounded: each round has more bytes, and read_version_line refuses too many
+        if data.startswith(b"Exceeded MaxStartups"):
+            raise LoginFailed(
+                ErrorClass.REFUSED,
+                "sshd turned the connection away: Exceeded MaxStartups (too many unauthenticated connections)",
+            )
+        found = read_version_line(data)
+        if found is not None:
+            return found[1].decode("ascii", "replace")
         remaining = deadline - time.perf_counter()
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
                 await conn.receive()
         except TimeoutError:
+            if b"\n" in data:
+                raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(bytes(data))} "
+                                  "and no SSH version line before the probe timeout")
             raise LoginFailed(ErrorClass.TIMEOUT, "no SSH banner before the probe timeout")
         except ConnectionResetError as exc:
+            if data:
+                raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {_printable(bytes(data))} "
+                                  "and closed the connection")
             if conn.error is None:
                 raise LoginFailed(ErrorClass.BANNER, "server closed the connection without an SSH banner")
             raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror or exc}")
-    raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
 
 
 class Prober:
@@ -228,17 +201,20 @@ class Prober:
         self._socket_slots: asyncio.Semaphore | None = None
         self._destination_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
 
-    def _decider(self, server: Server) -> Callable[[str], HostKeyVerdict]:
+    def _host_key_rule(self, server: Server) -> tuple[tuple[str, ...], Callable[[str], HostKeyVerdict]]:
+        """The host key algorithms to offer ``server`` (the trusted keys' types first) and the
+        decision on the key it presents."""
         known, revoked = (
             known_hosts_keys(self.options.known_hosts_lines, server.host, server.port)
             if self.options.known_hosts_lines
             else (set(), set())
         )
+        trusted = (known | ({server.host_key} if server.host_key else set())) - revoked
 
         def decide(presented: str) -> HostKeyVerdict:
             return decide_host_key(presented, server.host_key, known, revoked, self.options.host_key_policy)
 
-        return decide
+        return host_key_algs_to_offer(trusted), decide
 
     async def probe(self, server: Server) -> ProbeResult:
         assert self._socket_slots is not None
@@ -298,16 +274,13 @@ class Prober:
         trace: _Trace,
         budget_s: float,
     ) -> None:
-        preferred = PREFERRED_HOST_KEY_ALGS
-        if server.host_key:
-            pinned_algs = HOST_KEY_ALGS_BY_KEY_TYPE.get(key_type_of(server.host_key), ())
-            preferred = pinned_algs + tuple(a for a in preferred if a not in pinned_algs)
-        offer = Offer(kex_algs=self.options.kex_algs, host_key_algs=preferred)
+        host_key_algs, decide = self._host_key_rule(server)
+        offer = Offer(kex_algs=self.options.kex_algs, host_key_algs=host_key_algs)
         try:
             async with asyncio.timeout(budget_s):
-                await login(conn, username, creds.key, offer, self._decider(server), trace)
+                await login(conn, username, creds.key, offer, decide, trace)
         except TimeoutError:
-            if trace.host_key is None:
+            if trace.kex_done is None:
                 raise LoginFailed(ErrorClass.TIMEOUT, "key exchange did not finish before the probe timeout")
             raise LoginFailed(ErrorClass.TIMEOUT, "authentication did not finish before the probe timeout")
 
@@ -375,41 +348,3 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     return uvloop.new_event_loop
 
-
-def load_client_key(conn_id: str, private_key: str | None, key_file: str | None, passphrase: str | None
-                    ) -> ClientKey:
-    """Load a private key from a Connection's text or a key file with owner-only permissions.
-
-    Error messages name the connection and the problem, never the key material.
-    """
-    import os
-    import stat
-
-    if private_key:
-        data = private_key.replace("\\n", "\n")
-    elif key_file:
-        path = os.path.expanduser(key_file)
-        try:
-            mode = os.stat(path).st_mode
-        except OSError as exc:
-            raise ValueError(f"connection {conn_id!r}: key_file {key_file!r}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ValueError(
-                f"connection {conn_id!r}: key_file {key_file!r} is readable by others "
-                f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it"
-            )
-        try:
-            with open(path, encoding="ascii", errors="replace") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise ValueError(f"connection {conn_id!r}: key_file {key_file!r}: {exc.strerror}") from None
-    else:
-        raise ValueError(
-            f"connection {conn_id!r} has no private key: set the 'private_key' or 'key_file' extra"
-        )
-    try:
-        return load_private_key(data.encode("utf-8"), passphrase.encode("utf-8") if passphrase else None)
-    except UnusableKey as exc:
-        raise ValueError(
-            f"connection {conn_id!r}: the private key cannot be loaded ({exc}); check the key and its passphrase"
-        ) from None

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from heartbeat.models import Server
-from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers
+from heartbeat.probe import ProbeOptions, probe_servers
+from heartbeat.ssh import ClientCredentials, load_client_key
 from heartbeat_lab import KeyPair, SshdServer
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,8 @@ def test_should_report_a_name_that_does_not_resolve(client_key: KeyPair, tmp_pat
     script.write_text(
         "import json, sys\n"
         "from heartbeat.models import Server\n"
-        "from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers\n"
+        "from heartbeat.probe import ProbeOptions, probe_servers\n"
+        "from heartbeat.ssh import ClientCredentials, load_client_key\n"
         f"key = load_client_key('c', None, {str(client_key.private_path)!r}, None)\n"
         "[r] = probe_servers([Server(1, 'ghost', 'no-such-host.heartbeat.invalid', 22)],\n"
         "                    {'heartbeat_ssh': ClientCredentials('c', 'root', key)},\n"

@@ -11,7 +11,8 @@ from support import ssh_creds as creds
 
 from heartbeat.config import HostKeyPolicy
 from heartbeat.models import Server
-from heartbeat.probe import CredentialsError, ProbeOptions, load_client_key, probe_servers
+from heartbeat.probe import ProbeOptions, probe_servers
+from heartbeat.ssh import CredentialsError, load_client_key
 from heartbeat_lab import (
     BannerPeer,
     CloseAfterBannerPeer,

@@ -12,25 +12,19 @@ import pytest
 import uvloop
 from support import probe_target, ssh_creds
 
-from heartbeat.probe import (
-    PREFERRED_HOST_KEY_ALGS,
-    ProbeOptions,
-    load_client_key,
-    probe_servers,
-)
-from heartbeat.ssh.hostkeys import HostKeyVerdict
-from heartbeat.ssh.login import (
+from heartbeat.probe import ProbeOptions, probe_servers
+from heartbeat.ssh import (
     CIPHERS,
     KEX_METHODS,
-    MAX_BUFFERED_BYTES,
-    MSG_DISCONNECT,
-    MSG_IGNORE,
-    MSG_KEXINIT,
+    PREFERRED_HOST_KEY_ALGS,
     Connection,
+    HostKeyVerdict,
     LoginProgress,
     Offer,
+    load_client_key,
     login,
 )
+from heartbeat.ssh.login import MAX_BUFFERED_BYTES, MAX_SKIPPED_BYTES, MSG_DISCONNECT, MSG_IGNORE, MSG_KEXINIT
 from heartbeat.ssh.wire import PlainCipher, name_list, string, uint32
 from heartbeat_lab import KeyPair, SshdServer, generate_keypair
 from heartbeat_lab.peers import TcpPeer
@@ -179,7 +173,8 @@ def server_kexinit(kex_algs: str) -> bytes:
 
 @pytest.mark.parametrize(("script", "error_class", "words"), [
     (OPENSSH_BANNER + uint32(0x7FFFFFF0) + b"\x04" + bytes(64), "kex", "out of bounds"),
-    (OPENSSH_BANNER + packet(bytes((MSG_IGNORE,)) + string(b"x")) * 100, "kex", "more than 64 messages"),
+    (OPENSSH_BANNER + packet(bytes((MSG_IGNORE,)) + string(bytes(60_000))) * (MAX_SKIPPED_BYTES // 60_000 + 1),
+     "kex", "more than 256 KiB of messages without an answer"),
     (OPENSSH_BANNER + packet(bytes((MSG_DISCONNECT,)) + uint32(2) + string(b"go away") + string(b"")),
      "kex", "the server disconnected (code 2): go away"),
     (OPENSSH_BANNER + server_kexinit("diffie-hellman-group1-sha1"), "kex",

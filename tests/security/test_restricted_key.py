@@ -14,7 +14,8 @@ import asyncssh
 import pytest
 
 from heartbeat.models import Server
-from heartbeat.probe import ClientCredentials, ProbeOptions, load_client_key, probe_servers
+from heartbeat.probe import ProbeOptions, probe_servers
+from heartbeat.ssh import ClientCredentials, load_client_key
 from heartbeat_lab import KeyPair, SshdServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -149,3 +149,31 @@ def test_should_ask_the_host_key_decision_only_after_the_signature_verifies():
                               host_key.sign(exchange_hash, b"ssh-ed25519"))
     assert failed.value.error_class == ErrorClass.HOST_KEY_CHANGED
     assert asked == [host_key.public_line()]
+
+
+def _pi_times_power_of_two(bits: int) -> int:
+    """floor(pi * 2^bits), by Machin's formula in integers (32 guard bits)."""
+    scale = 1 << (bits + 32)
+
+    def arctan_inverse(x: int) -> int:
+        total, term, n, sign = 0, scale // x, 1, 1
+        while term:
+            total += sign * (term // n)
+            term //= x * x
+            n += 2
+            sign = -sign
+        return total
+
+    return (4 * (4 * arctan_inverse(5) - arctan_inverse(239))) >> 32
+
+
+@pytest.mark.parametrize(("bits", "k"), [(2048, 124476), (4096, 240904), (8192, 4743158)])
+def test_should_hold_the_rfc_3526_primes_as_the_rfc_defines_them(bits: int, k: int):
+    """RFC 3526: p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + k), generator 2."""
+    from heartbeat.ssh.modp import GENERATOR, PRIMES
+
+    expected = 2**bits - 2 ** (bits - 64) - 1 + 2**64 * (_pi_times_power_of_two(bits - 130) + k)
+    assert PRIMES[bits] == expected
+    assert PRIMES[bits].bit_length() == bits
+    assert GENERATOR == 2
+    assert format(PRIMES[bits], "X").startswith("FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1")

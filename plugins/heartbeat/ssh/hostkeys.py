@@ -12,6 +12,27 @@ from dataclasses import dataclass
 from heartbeat.config import HostKeyPolicy
 from heartbeat.models import ErrorClass
 
+# signature algorithm -> the key type that makes it
+HOST_KEY_ALGS: dict[str, str] = {
+    "ssh-ed25519": "ssh-ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
+    "rsa-sha2-512": "ssh-rsa",
+    "rsa-sha2-256": "ssh-rsa",
+    "ssh-rsa": "ssh-rsa",
+}
+# Offered for a server of which nothing is trusted yet; ssh-rsa (SHA-1 signatures) is offered
+# only for a trusted RSA key, for servers that know nothing newer (OpenSSH before 7.2).
+PREFERRED_HOST_KEY_ALGS: tuple[str, ...] = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+
 KEY_TYPES = (
     "ssh-ed25519",
     "ecdsa-sha2-nistp256",
@@ -124,6 +145,20 @@ def known_hosts_keys(lines: Iterable[str], host: str, port: int) -> tuple[set[st
             continue
         (revoked if marker == "@revoked" else trusted).add(key)
     return trusted, revoked
+
+
+def host_key_algs_to_offer(trusted: Iterable[str]) -> tuple[str, ...]:
+    """The host key algorithms to offer a server, given the keys trusted for it (pin and
+    known_hosts lines, revoked ones left out): those that make a trusted key's type first, then
+    the other preferred ones.
+
+    A server with several host keys presents the first of its types the client offers; offering
+    the trusted types first makes it present a trusted key when it still has one. When it has
+    none of them any more it presents another, which :func:`decide_host_key` reports as changed.
+    """
+    trusted_types = {key_type_of(key) for key in trusted}
+    first = tuple(alg for alg, key_type in HOST_KEY_ALGS.items() if key_type in trusted_types)
+    return first + tuple(alg for alg in PREFERRED_HOST_KEY_ALGS if alg not in first)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ _ECDSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 _ECDSA_NAMES = {"secp256r1": b"ecdsa-sha2-nistp256", "secp384r1": b"ecdsa-sha2-nistp384",
                 "secp521r1": b"ecdsa-sha2-nistp521"}
+MIN_RSA_BITS = 1024  # OpenSSH's RequiredRSASize: shorter RSA keys are refused, host and client
+PLAIN_KEY_TYPES = frozenset((b"ssh-ed25519", *_ECDSA_NAMES.values(), b"ssh-rsa"))
 _RSA_HASHES: dict[bytes, type[hashes.HashAlgorithm]] = {
     b"rsa-sha2-512": hashes.SHA512, b"rsa-sha2-256": hashes.SHA256, b"ssh-rsa": hashes.SHA1,
 }
@@ -45,6 +47,9 @@ def _key_type(key: PrivateKey | PublicKey) -> bytes:
             raise UnusableKey(f"ECDSA curve {key.curve.name} is not used by SSH")
         return name
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        if key.key_size < MIN_RSA_BITS:
+            raise UnusableKey(f"RSA key of {key.key_size} bits is too short: OpenSSH requires at least "
+                              f"{MIN_RSA_BITS} bits; use an Ed25519 key or an RSA key of 3072 bits")
         return b"ssh-rsa"
     raise UnusableKey(f"{type(key).__name__} keys are not supported (Ed25519, ECDSA or RSA)")
 
@@ -108,19 +113,26 @@ class HostKey:
     blob: bytes
 
     def verify(self, sig_algorithm: bytes, data: bytes, signature_blob: bytes) -> bool:
-        """Whether ``signature_blob`` is this key's signature of ``data`` made with ``sig_algorithm``."""
+        """Whether ``signature_blob`` is this key's signature of ``data`` made with ``sig_algorithm``.
+
+        The blob is parsed exactly (RFC 4253 6.6, RFC 5656 3.1.2): a byte more or less than its
+        fields, or an ECDSA number that is not positive, and it does not verify."""
         try:
             reader = Reader(signature_blob)
             if reader.string() != sig_algorithm:
                 return False
             raw = reader.string()
+            reader.end()
             key = self.public
             if isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(raw, data)
             elif isinstance(key, ec.EllipticCurvePublicKey):
                 numbers = Reader(raw)
-                der = encode_dss_signature(numbers.mpint(), numbers.mpint())
-                key.verify(der, data, ec.ECDSA(_ECDSA_HASHES[key.curve.name]()))
+                r, s = numbers.mpint(), numbers.mpint()
+                numbers.end()
+                if r <= 0 or s <= 0:
+                    return False
+                key.verify(encode_dss_signature(r, s), data, ec.ECDSA(_ECDSA_HASHES[key.curve.name]()))
             else:
                 hash_type = _RSA_HASHES.get(sig_algorithm)
                 if hash_type is None:
@@ -135,11 +147,17 @@ class HostKey:
 
 
 def decode_host_key(blob: bytes) -> HostKey:
-    """A host key from its SSH wire format; ValueError when it is not a usable key."""
+    """A host key from its SSH wire format; ValueError when it is not a usable key.
+
+    Only plain keys: a certificate (``*-cert-v01@openssh.com``) is refused, never read as the
+    key it certifies (the client offers no certificate algorithm)."""
     try:
         algorithm = Reader(blob).string()
     except ProtocolError as exc:
         raise UnusableKey(f"malformed host key: {exc}") from None
+    if algorithm not in PLAIN_KEY_TYPES:
+        raise UnusableKey(f"{algorithm[:60].decode('ascii', 'replace')} host keys are not supported "
+                          "(certificates and other key types are not offered)")
     line = algorithm + b" " + base64.b64encode(blob)
     try:
         public = serialization.load_ssh_public_key(line)
@@ -147,4 +165,10 @@ def decode_host_key(blob: bytes) -> HostKey:
         raise UnusableKey(f"unreadable {algorithm[:40].decode('ascii', 'replace')} host key ({exc})") from None
     if not isinstance(public, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
         raise UnusableKey(f"{type(public).__name__} host keys are not supported")
-    return HostKey(public, _key_type(public), blob)
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+        raise UnusableKey(f"the server's RSA host key has {public.key_size} bits, fewer than the {MIN_RSA_BITS} "
+                          "OpenSSH requires: the server needs a new host key")
+    key_type = _key_type(public)
+    if key_type != algorithm:
+        raise UnusableKey(f"a {key_type.decode()} host key labelled {algorithm.decode()}")
+    return HostKey(public, key_type, blob)

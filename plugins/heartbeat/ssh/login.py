@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from heartbeat.models import ErrorClass
-from heartbeat.ssh.hostkeys import HostKeyVerdict
+from heartbeat.ssh.hostkeys import HOST_KEY_ALGS, HostKeyVerdict
 from heartbeat.ssh.keys import ClientKey, UnusableKey, decode_host_key
+from heartbeat.ssh.modp import GENERATOR, PRIMES
 from heartbeat.ssh.wire import (
     CIPHER_SIZES,
     MACS,
@@ -49,7 +50,8 @@ from heartbeat.ssh.wire import (
 
 CLIENT_VERSION = b"SSH-2.0-heartbeat_1"
 MAX_VERSION_LINE_BYTES = 255  # RFC 4253 4.2: the version line is at most 255 characters
-MAX_SKIPPED_MESSAGES = 64  # IGNORE/DEBUG/BANNER messages tolerated in one wait
+MAX_BANNER_BYTES = 8192  # lines before the version line and the line itself (OpenSSH's longest banner line)
+MAX_SKIPPED_BYTES = 256 * 1024  # IGNORE, DEBUG, UNIMPLEMENTED and banner messages in one login, on the wire
 MAX_BUFFERED_BYTES = 1024 * 1024  # unread bytes beyond which reading pauses (4 packets of the largest size)
 
 MSG_DISCONNECT, MSG_IGNORE, MSG_UNIMPLEMENTED, MSG_DEBUG = 1, 2, 3, 4
@@ -62,14 +64,6 @@ DISCONNECT_BY_APPLICATION = 11
 STRICT_KEX_CLIENT = "kex-strict-c-v00@openssh.com"
 STRICT_KEX_SERVER = "kex-strict-s-v00@openssh.com"
 EXT_INFO_CLIENT = "ext-info-c"
-
-def _modp_prime(bits: int) -> int:
-    """The RFC 3526 MODP group primes, as asyncssh ships them; only servers without
-    elliptic-curve key exchange (OpenSSH before 5.7) need them."""
-    from asyncssh import kex_dh
-
-    return int(getattr(kex_dh, {2048: "_group14_p", 4096: "_group16_p", 8192: "_group18_p"}[bits]))
-
 
 # name: (hash, kind, curve or group size), in the order offered by default: ECDH on NIST P-256
 # first, then X25519, the larger curves, and finite-field groups last. OpenSSH up to 9.x computes
@@ -90,15 +84,6 @@ KEX_METHODS: dict[str, tuple[str, str, int]] = {
 DH_EXPONENT_BITS = 512  # twice the strength of the strongest cipher offered (RFC 8268 section 4)
 _CURVES: dict[int, ec.EllipticCurve] = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1()}
 
-HOST_KEY_ALGS: dict[str, bytes] = {  # signature algorithm: the key type that makes it
-    "ssh-ed25519": b"ssh-ed25519",
-    "ecdsa-sha2-nistp256": b"ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384": b"ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521": b"ecdsa-sha2-nistp521",
-    "rsa-sha2-512": b"ssh-rsa",
-    "rsa-sha2-256": b"ssh-rsa",
-    "ssh-rsa": b"ssh-rsa",
-}
 # AES-GCM first: one AEAD call per packet, the cheapest on the client and on sshd.
 CIPHERS: tuple[str, ...] = tuple(CIPHER_SIZES)
 MAC_ALGS: tuple[str, ...] = tuple(MACS)
@@ -120,6 +105,7 @@ class LoginProgress:
     host_key: str | None = None  # "type base64", as in known_hosts
     host_key_at: float | None = None
     verdict: HostKeyVerdict | None = None
+    kex_done: float | None = None  # the server's NEWKEYS arrived: authentication goes on
     auth_done: float | None = None
     strict_kex: bool = False
 
@@ -142,6 +128,43 @@ def _first_common(category: str, ours: Sequence[str], theirs: Sequence[str]) -> 
     raise LoginFailed(ErrorClass.KEX, f"key exchange failed: no common {category}; the server offers {offered}"[:300])
 
 
+class ServerDisconnected(ConnectionResetError):
+    """The server sent DISCONNECT (its reason code and text are in the message)."""
+
+
+def read_version_line(data: bytes | bytearray) -> tuple[int, bytes] | None:
+    """RFC 4253 4.2: the server's version line (without CR LF) and where it ends in ``data``,
+    once it is complete; None while it is not.
+
+    The lines a server may send before it (a legal notice, say; they must not begin with
+    "SSH-") are skipped, up to :data:`MAX_BANNER_BYTES` in all; the version line itself is at
+    most :data:`MAX_VERSION_LINE_BYTES`. Beyond those bounds, or for a NUL byte (which OpenSSH
+    refuses too), :class:`LoginFailed` with error class banner.
+    """
+    start = 0
+    while True:
+        newline = data.find(b"\n", start, MAX_BANNER_BYTES)
+        line = bytes(data[start:MAX_BANNER_BYTES] if newline < 0 else data[start:newline])
+        if b"\0" in line:
+            raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: it sent {printable(bytes(data[:80]))}")
+        if line.startswith(b"SSH-") and len(line) > MAX_VERSION_LINE_BYTES + 1:  # + 1: the CR
+            raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
+        if newline < 0:
+            if len(data) >= MAX_BANNER_BYTES:
+                raise LoginFailed(ErrorClass.BANNER, f"not an SSH server: no SSH version line in the first "
+                                  f"{MAX_BANNER_BYTES} bytes; it sent {printable(bytes(data[:80]))}")
+            return None
+        if line.startswith(b"SSH-"):
+            return newline + 1, line.rstrip(b"\r")
+        start = newline + 1
+
+
+def printable(data: bytes) -> str:
+    """Bytes from the peer as a short, printable text for an error message."""
+    text = data[:80].decode("ascii", "replace").encode("unicode_escape").decode("ascii")
+    return " ".join(text.split())[:300]
+
+
 class _KeyAgreement:
     """One side of an ECDH, X25519 or finite-field DH exchange; ``public`` is the client's value
     encoded as it is sent and hashed (a string, or an mpint for DH)."""
@@ -157,9 +180,9 @@ class _KeyAgreement:
             self._x25519 = x25519.X25519PrivateKey.generate()
             self.public = string(self._x25519.public_key().public_bytes_raw())
         else:
-            self._p = _modp_prime(size)
+            self._p = PRIMES[size]
             self._x = secrets.randbits(DH_EXPONENT_BITS) | 1 << (DH_EXPONENT_BITS - 1)
-            self.public = mpint(pow(2, self._x, self._p))
+            self.public = mpint(pow(GENERATOR, self._x, self._p))
 
     def init_message(self) -> bytes:
         return bytes((MSG_KEX_INIT,)) + self.public
@@ -276,6 +299,7 @@ class _Transport:
         self._recv_cipher: PacketCipher = PlainCipher()
         self.send_seq = 0
         self.recv_seq = 0
+        self.last_packet_bytes = 0  # the size on the wire of the packet read last
         self._out: list[bytes] = []
 
     async def _fill(self, size: int) -> None:
@@ -283,17 +307,15 @@ class _Transport:
             await self._conn.receive()
 
     async def read_version(self) -> bytes:
-        """The server's version line (lines before it are not allowed: the banner check refused them)."""
-        for _ in range(MAX_VERSION_LINE_BYTES + 2):
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end]).rstrip(b"\r")
-                del self._buffer[:end + 1]
+        """The server's version line; the lines before it are skipped (:func:`read_version_line`)."""
+        for _ in range(MAX_BANNER_BYTES + 1):  # at least one more byte each round
+            found = read_version_line(self._buffer)
+            if found is not None:
+                end, line = found
+                del self._buffer[:end]
                 return line
-            if len(self._buffer) > MAX_VERSION_LINE_BYTES:
-                break
             await self._fill(len(self._buffer) + 1)
-        raise LoginFailed(ErrorClass.BANNER, f"SSH banner longer than {MAX_VERSION_LINE_BYTES} bytes")
+        raise LoginFailed(ErrorClass.BANNER, f"no SSH version line in the first {MAX_BANNER_BYTES} bytes")
 
     def queue(self, payload: bytes) -> None:
         self._out.append(self._send_cipher.seal(self.send_seq, payload))
@@ -321,6 +343,7 @@ class _Transport:
             await self._fill(size)
         packet = bytes(self._buffer[:size])
         del self._buffer[:size]
+        self.last_packet_bytes = size
         payload = cipher.open(self.recv_seq, packet)
         self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
         if not payload:
@@ -350,26 +373,34 @@ class _Login:
         self.strict = False
         self.in_initial_kex = True
         self.server_sig_algs: list[str] | None = None
+        self.skipped_bytes = 0
 
     async def next_message(self, expected: set[int]) -> bytes:
         """The next message of a type in ``expected``; IGNORE, DEBUG and UNIMPLEMENTED are skipped
-        (outside a strict initial key exchange), DISCONNECT ends the login."""
-        for _ in range(MAX_SKIPPED_MESSAGES):
+        (outside a strict initial key exchange), DISCONNECT ends the login.
+
+        What is skipped is bounded by bytes (:data:`MAX_SKIPPED_BYTES` in a login) and, as
+        everything in a login, by the caller's time limit; not by a count of messages.
+        """
+        while True:
             payload = await self.wire.read_packet()
             kind = payload[0]
             if kind in expected:
                 return payload
             if kind == MSG_DISCONNECT:
-                raise ConnectionResetError(_disconnect_reason(payload))
+                raise ServerDisconnected(_disconnect_reason(payload))
             if kind in (MSG_IGNORE, MSG_DEBUG, MSG_UNIMPLEMENTED) and not (self.strict and self.in_initial_kex):
-                continue
-            if kind == MSG_USERAUTH_BANNER and MSG_USERAUTH_SUCCESS in expected:
-                continue
-            if kind == MSG_EXT_INFO and not self.in_initial_kex:
+                pass
+            elif kind == MSG_USERAUTH_BANNER and MSG_USERAUTH_SUCCESS in expected:
+                pass
+            elif kind == MSG_EXT_INFO and not self.in_initial_kex:
                 self._read_ext_info(payload)
-                continue
-            raise ProtocolError(f"unexpected message type {kind}")
-        raise ProtocolError(f"more than {MAX_SKIPPED_MESSAGES} messages without an answer")
+            else:
+                raise ProtocolError(f"unexpected message type {kind}")
+            self.skipped_bytes += self.wire.last_packet_bytes
+            if self.skipped_bytes > MAX_SKIPPED_BYTES:
+                raise ProtocolError(f"more than {MAX_SKIPPED_BYTES // 1024} KiB of messages without an answer "
+                                    "(IGNORE, DEBUG, banners)")
 
     def _read_ext_info(self, payload: bytes) -> None:
         reader = Reader(payload, 1)
@@ -402,9 +433,9 @@ class _Login:
         if not server_version.startswith((b"SSH-2.0-", b"SSH-1.99-")):
             raise LoginFailed(ErrorClass.BANNER, "unsupported SSH protocol: "
                               + server_version[:80].decode("ascii", "replace"))
-        first_seq = wire.recv_seq
         server_kexinit = await self.next_message({MSG_KEXINIT})
-        kex_alg, host_key_alg, ciphers, macs = self._negotiate(server_kexinit, first_seq)
+        kexinit_seq = (wire.recv_seq - 1) & 0xFFFFFFFF
+        kex_alg, host_key_alg, ciphers, macs = self._negotiate(server_kexinit, kexinit_seq)
 
         hash_name, kind, size = KEX_METHODS[kex_alg]
         agreement = _KeyAgreement(kind, size)
@@ -435,11 +466,15 @@ class _Login:
         if self.strict:
             wire.recv_seq = 0
         self.in_initial_kex = False
+        self.progress.kex_done = time.perf_counter()
         await self.next_message({MSG_SERVICE_ACCEPT})
 
         wire.queue(self._signed_auth_request(exchange_hash))
         wire.flush()
-        answer = await self.next_message({MSG_USERAUTH_SUCCESS, MSG_USERAUTH_FAILURE})
+        try:
+            answer = await self.next_message({MSG_USERAUTH_SUCCESS, MSG_USERAUTH_FAILURE})
+        except ServerDisconnected as exc:  # OpenSSH: "Too many authentication failures" (MaxAuthTries)
+            raise LoginFailed(ErrorClass.AUTH, f"public key authentication was refused: {exc}") from None
         if answer[0] == MSG_USERAUTH_FAILURE:
             reader = Reader(answer, 1)
             methods, partial = reader.name_list(), reader.boolean()
@@ -452,14 +487,14 @@ class _Login:
                    + string(b"heartbeat done") + string(b""))
         wire.flush()  # sent as the caller closes the connection
 
-    def _negotiate(self, server_kexinit: bytes, first_seq: int
+    def _negotiate(self, server_kexinit: bytes, kexinit_seq: int
                    ) -> tuple[str, str, tuple[str, str], tuple[str | None, str | None]]:
         reader = Reader(server_kexinit, 17)  # message type and cookie
         lists = [reader.name_list() for _ in range(10)]
         if reader.boolean():  # first_kex_packet_follows: only right if both first choices agree
             raise ProtocolError("the server sent a guessed key exchange packet (not supported)")
         self.strict = STRICT_KEX_SERVER in lists[0]
-        if self.strict and first_seq != 0:
+        if self.strict and kexinit_seq != 0:  # OpenSSH: "KEXINIT was not the first packet"
             raise LoginFailed(ErrorClass.KEX, "key exchange failed: strict key exchange and KEXINIT was not "
                               "the first message")
         kex_alg = _first_common("key exchange algorithm", self.offer.kex_algs, lists[0])
@@ -486,7 +521,7 @@ class _Login:
             key = decode_host_key(blob)
         except UnusableKey as exc:
             raise LoginFailed(ErrorClass.KEX, f"key exchange failed: {exc}")
-        if key.algorithm != HOST_KEY_ALGS[host_key_alg]:
+        if key.algorithm.decode() != HOST_KEY_ALGS[host_key_alg]:
             raise LoginFailed(ErrorClass.KEX, f"key exchange failed: the server agreed on {host_key_alg} "
                               f"but sent a {key.algorithm.decode('ascii', 'replace')} key")
         if not key.verify(host_key_alg.encode(), exchange_hash, signature):
@@ -532,11 +567,11 @@ async def login(conn: Connection, username: str, client_key: ClientKey, offer: O
     except LoginFailed:
         raise
     except ProtocolError as exc:
-        phase = "key exchange" if progress.host_key is None else "authentication"
-        raise LoginFailed(ErrorClass.KEX if progress.host_key is None else ErrorClass.OTHER,
+        phase = "key exchange" if progress.kex_done is None else "authentication"
+        raise LoginFailed(ErrorClass.KEX if progress.kex_done is None else ErrorClass.OTHER,
                           f"protocol error during {phase}: {exc}")
     except (ConnectionError, EOFError, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        if progress.host_key is None:
+        if progress.kex_done is None:
             raise LoginFailed(ErrorClass.KEX, f"connection closed during key exchange: {reason}")
         raise LoginFailed(ErrorClass.OTHER, f"connection closed during authentication: {reason}")

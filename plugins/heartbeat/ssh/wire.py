@@ -94,6 +94,11 @@ class Reader:
     def mpint(self) -> int:
         return int.from_bytes(self.string(), "big", signed=True)
 
+    def end(self) -> None:
+        """The data must end here: trailing bytes are a :class:`ProtocolError`."""
+        if self._offset != len(self._data):
+            raise ProtocolError(f"{len(self._data) - self._offset} bytes after the last field")
+
     def skip(self, count: int) -> None:
         if self._offset + count > len(self._data):
             raise ProtocolError("message ends early")
