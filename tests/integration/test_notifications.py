@@ -179,7 +179,7 @@ def test_should_post_a_status_change_to_the_webhook_exactly_once_even_when_run_t
     assert offline["kind"] == "offline" and offline["server"] == "web-01"
     assert offline["title"] == "web-01 is OFFLINE"
     assert offline["text"] == (f"web-01 (10.0.0.1:2222) is OFFLINE since {s(61).isoformat()}: "
-                               "no heartbeat for 61 s; last attempt: connection refused")
+                               "no heartbeat for over 60 s; last attempt: connection refused")
     assert (offline["from_status"], offline["to_status"], offline["last_error_class"]) == ("ONLINE", "OFFLINE",
                                                                                             "refused")
     [event_id] = [r["id"] for r in query(heartbeat_dsn, "SELECT id FROM status_events WHERE to_status = 'OFFLINE'")]
@@ -366,7 +366,7 @@ def test_should_email_a_status_change_through_the_smtp_connection(heartbeat_dsn,
     assert mail["message"]["Subject"] == "[heartbeat] web-01 is OFFLINE"
     assert mail["message"]["X-Heartbeat-Notification"].startswith("status_event:")
     body = next(p for p in mail["message"].walk() if p.get_content_type() == "text/html").get_payload(decode=True)
-    assert b"no heartbeat for 61 s; last attempt: connection refused" in body
+    assert b"no heartbeat for over 60 s; last attempt: connection refused" in body
 
 
 def test_should_do_nothing_without_a_channel(heartbeat_dsn, heartbeat_env):
