@@ -161,3 +161,6 @@ LANGUAGE sql STABLE AS $$
            e.last_error_class, e.last_error_message, e.consecutive_failures, e.total_ms, e.flapping, e.flap_percent
     FROM heartbeat_status_evaluate(as_of, offline_after_s, failure_threshold, recovery_threshold, stale_after_s) e
 $$;
+
+COMMENT ON TABLE error_classes IS
+    'The words for each error class, the one place they are written: heartbeat_status_evaluate names a failed last attempt with them. A new class needs a migration that inserts its words.';
