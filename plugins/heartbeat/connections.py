@@ -76,7 +76,7 @@ def heartbeat_db_connection(
     :raises psycopg.OperationalError: the database cannot be reached, with what to check.
     """
     import psycopg
-    from airflow.providers.postgres.hooks.postgres import PostgresHook  # imported here only: see the README
+    from airflow.providers.postgres.hooks.postgres import PostgresHook  # the provider loads only where used
 
     conn = connection if connection is not None else get_connection(conn_id)
     hook = PostgresHook(postgres_conn_id=conn_id, connection=_for_the_store(conn_id, conn, connect_timeout_s))
