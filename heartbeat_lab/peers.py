@@ -4,28 +4,40 @@ Every peer listens on ``host:port`` (port chosen by the kernel unless given), se
 each connection in its own daemon thread, and is a context manager. All waits poll a
 stop flag at :data:`POLL_S` and each connection is held at most ``max_hold_s``, so
 :meth:`TcpPeer.stop` returns promptly and closes every socket.
+
+Two peers speak real SSH: :class:`BannerLinesProxy` puts lines before a real server's version
+line, and :class:`SshServerPeer` is an asyncssh server that completes real key exchanges and
+misbehaves where it is told to (:func:`send_before`, :func:`drop_from`, :func:`present_host_key`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import select
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from heartbeat_lab.ports import require_loopback, socket_family
 from heartbeat_lab.service import LabService
 
 __all__ = [
+    "BannerLinesProxy",
     "BannerPeer",
     "CloseAfterBannerPeer",
     "DripBannerPeer",
     "HangUpPeer",
     "SilentPeer",
+    "SshServerPeer",
     "TcpPeer",
+    "drop_from",
+    "present_host_key",
     "refused_port",
+    "send_before",
 ]
 
 POLL_S = 0.1
@@ -332,6 +344,209 @@ class HangUpPeer(TcpPeer):
     def handle(self, conn: socket.socket, deadline: float) -> None:
         if self.reset:
             _set_reset_on_close(conn)
+
+
+class BannerLinesProxy(TcpPeer):
+    """Relays each connection to a real server at ``upstream`` (host, port), with ``lines`` sent
+    to the client before anything from the server: the text a server may show before its
+    version line (RFC 4253 4.2), such as a legal notice."""
+
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        lines: bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_hold_s: float = DEFAULT_MAX_HOLD_S,
+    ):
+        super().__init__(host, port, max_hold_s=max_hold_s)
+        self.upstream = (require_loopback(upstream[0]), upstream[1])
+        self.lines = lines
+
+    def handle(self, conn: socket.socket, deadline: float) -> None:
+        with socket.create_connection(self.upstream, timeout=5.0) as server:
+            server.settimeout(POLL_S)
+            if not self.send(conn, self.lines):
+                return
+            ends = {conn: server, server: conn}
+            while not self.stopping and time.monotonic() < deadline:
+                ready, _, _ = select.select(list(ends), [], [], POLL_S)
+                for source in ready:
+                    try:
+                        data = source.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data or not self.send(ends[source], data):
+                        return
+
+
+# -- a real SSH server that misbehaves where it is told to ------------------------------------
+
+
+class SshServerPeer(LabService):
+    """An asyncssh server on loopback, in a thread with its own event loop: it completes real key
+    exchanges and public-key logins, and ``tamper(conn)`` can change each connection before it
+    sends a byte (see :func:`send_before`, :func:`drop_from`, :func:`present_host_key`).
+
+    ``host_key`` is an asyncssh private key (a new Ed25519 key by default); ``authorized_keys``
+    are OpenSSH public key lines; ``options`` go to ``asyncssh.listen`` (``kex_algs``, ...).
+    """
+
+    def __init__(
+        self,
+        authorized_keys: Sequence[str],
+        host_key: Any = None,
+        host: str = "127.0.0.1",
+        *,
+        tamper: Callable[[Any], None] | None = None,
+        **options: Any,
+    ):
+        import asyncssh  # a development dependency: only the peers that speak SSH need it
+
+        self._host = require_loopback(host)
+        self.host_key = host_key if host_key is not None else asyncssh.generate_private_key("ssh-ed25519")
+        self._authorized = asyncssh.import_authorized_keys("".join(line.strip() + "\n" for line in authorized_keys))
+        self._tamper = tamper
+        self._options = options
+        self._port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: Any = None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def host_key_public_line(self) -> str:
+        return " ".join(self.host_key.export_public_key("openssh").decode().split()[:2])
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        import asyncssh
+
+        tamper = self._tamper
+
+        class _Server(asyncssh.SSHServer):
+            def connection_made(self, conn: Any) -> None:
+                if tamper is not None:
+                    tamper(conn)
+
+        loop = self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def listen() -> None:
+            self._listener = await asyncssh.listen(
+                self._host, 0, server_factory=_Server, server_host_keys=[self.host_key],
+                authorized_client_keys=self._authorized, **self._options,
+            )
+            self._port = self._listener.get_port()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(listen())
+            except BaseException as exc:  # reported by start()
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name=f"SshServerPeer-{self._host}", daemon=True)
+        self._thread.start()
+        ready.wait(10.0)
+        if failure or not self._port:
+            self.stop()
+            raise RuntimeError(f"the asyncssh server did not start on {self._host}: {failure[:1]}")
+        self._track()
+
+    def stop(self) -> None:
+        loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        self._untrack()
+        if loop is None or thread is None:
+            return
+
+        async def close() -> None:
+            if self._listener is not None:
+                self._listener.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._listener.wait_closed(), JOIN_TIMEOUT_S)
+            loop.stop()
+
+        if thread.is_alive():
+            asyncio.run_coroutine_threadsafe(close(), loop)
+            thread.join(JOIN_TIMEOUT_S * 2)
+        if not thread.is_alive():
+            loop.close()
+
+    def __repr__(self) -> str:
+        return f"SshServerPeer({self._host}:{self._port})"
+
+
+def send_before(conn: Any, pkttype: int, packets: Sequence[tuple[int, bytes]]) -> None:
+    """Make an asyncssh connection send ``packets`` ((message type, payload after the type), in
+    order) just before the first message of type ``pkttype``."""
+    original = conn.send_packet
+    done = False
+
+    def send_packet(kind: int, *args: bytes, **kwargs: Any) -> None:
+        nonlocal done
+        if kind == pkttype and not done:
+            done = True
+            for extra_kind, payload in packets:
+                original(extra_kind, payload)
+        original(kind, *args, **kwargs)
+
+    conn.send_packet = send_packet
+
+
+def drop_from(conn: Any, pkttype: int) -> None:
+    """Make an asyncssh connection send nothing more from its first message of type ``pkttype``
+    on (it goes on as if it had sent it)."""
+    original = conn.send_packet
+    muted = False
+
+    def send_packet(kind: int, *args: bytes, **kwargs: Any) -> None:
+        nonlocal muted
+        muted = muted or kind == pkttype
+        if not muted:
+            original(kind, *args, **kwargs)
+
+    conn.send_packet = send_packet
+
+
+def present_host_key(conn: Any, public_data: bytes | None = None,
+                     sign: Callable[[Callable[[bytes], bytes], bytes], bytes] | None = None) -> None:
+    """Make an asyncssh server present ``public_data`` as its host key in the key exchange, and/or
+    sign the exchange hash with ``sign(original_sign, data)`` instead of its own signing."""
+    original = conn.get_server_host_key
+
+    class _Presented:
+        def __init__(self, keypair: Any) -> None:
+            self._keypair = keypair
+            self.public_data = public_data if public_data is not None else keypair.public_data
+
+        def sign(self, data: bytes) -> bytes:
+            if sign is None:
+                return bytes(self._keypair.sign(data))
+            return sign(self._keypair.sign, data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._keypair, name)
+
+    def get_server_host_key() -> Any:
+        keypair = original()
+        return None if keypair is None else _Presented(keypair)
+
+    conn.get_server_host_key = get_server_host_key
 
 
 def _set_reset_on_close(conn: socket.socket) -> None:

@@ -148,15 +148,19 @@ class SshdServer(LabService):
         extra_config: Mapping[str, str] | None = None,
         *,
         reexec: bool = True,
+        extra_host_key_types: Sequence[str] = (),
     ) -> None:
         """``reexec=False`` runs sshd with ``-r``: no re-execution per connection, less CPU per
-        login (benchmarks use it, docs/benchmarks.md; the default is stock sshd)."""
+        login (benchmarks use it, docs/benchmarks.md; the default is stock sshd).
+        ``extra_host_key_types`` gives the server more host keys beside ``host_key_type`` (as a
+        stock install has ed25519, ecdsa and rsa); :attr:`host_key_public_lines` lists them all."""
         self._host = require_loopback(listen_host)
         self._reexec = reexec
         self._port = port if port is not None else free_port(listen_host)
         self._work_dir = Path(work_dir).absolute()
         self._authorized_keys = list(authorized_keys)
         self._host_key_type = host_key_type
+        self._extra_host_key_types = [t for t in dict.fromkeys(extra_host_key_types) if t != host_key_type]
         self._extra_config = dict(extra_config or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -201,6 +205,12 @@ class SshdServer(LabService):
         return " ".join(key.public_line.split()[:2])
 
     @property
+    def host_key_public_lines(self) -> dict[str, str]:
+        """Key type (``ed25519``, ``ecdsa``, ``rsa``) -> ``<type> <base64>`` of every host key."""
+        return {key_type: " ".join(self._ensure_host_key(key_type).public_line.split()[:2])
+                for key_type in (self._host_key_type, *self._extra_host_key_types)}
+
+    @property
     def host_key_fingerprint(self) -> str:
         """``SHA256:...`` of the host key, as ``ssh-keygen -lf`` prints it."""
         return fingerprint_sha256(self.host_key_public_line)
@@ -224,6 +234,8 @@ class SshdServer(LabService):
         self._work_dir.mkdir(parents=True, exist_ok=True)
         _ensure_privsep_dir()
         self._ensure_host_key()
+        for key_type in self._extra_host_key_types:
+            self._ensure_host_key(key_type)
         self._write_authorized_keys()
         self.config_path.write_text(self._render_config())
         self._check_config(sshd)
@@ -276,10 +288,12 @@ class SshdServer(LabService):
 
     # -- internals ----------------------------------------------------------------
 
-    def _ensure_host_key(self) -> KeyPair:
-        if self.host_key_path.exists() and self.host_key_path.with_name(self.host_key_path.name + ".pub").exists():
-            return load_keypair(self.host_key_path)
-        return generate_keypair(self.host_key_path, self._host_key_type, comment=f"lab-host-{self._host}")
+    def _ensure_host_key(self, key_type: str | None = None) -> KeyPair:
+        key_type = key_type or self._host_key_type
+        path = self._work_dir / f"ssh_host_{key_type}_key"
+        if path.exists() and path.with_name(path.name + ".pub").exists():
+            return load_keypair(path)
+        return generate_keypair(path, key_type, comment=f"lab-host-{self._host}")
 
     def _write_authorized_keys(self) -> None:
         # Atomic replace: a login racing with the rewrite sees the old or the new file, never half.
@@ -318,6 +332,8 @@ class SshdServer(LabService):
             options[key] = value
         lines = [f"# written by heartbeat_lab.sshd for {self._host}:{self._port}"]
         lines += [f"{key} {value}" for key, value in options.items()]
+        lines += [f"HostKey {_quote(self._work_dir / f'ssh_host_{key_type}_key')}"
+                  for key_type in self._extra_host_key_types]
         return "\n".join(lines) + "\n"
 
     def _check_config(self, sshd: Path) -> None:
