@@ -7,9 +7,11 @@ import pytest
 from heartbeat.config import HostKeyPolicy
 from heartbeat.models import ErrorClass
 from heartbeat.ssh.hostkeys import (
+    PREFERRED_HOST_KEY_ALGS,
     HostKeyFormatError,
     decide_host_key,
     fingerprint,
+    host_key_algs_to_offer,
     known_hosts_keys,
     normalise_public_key,
 )
@@ -87,3 +89,17 @@ def test_should_read_plain_hashed_and_bracketed_known_hosts_entries():
     assert known_hosts_keys(lines, "web1", 22) == ({KEY_A}, {KEY_B})
     assert known_hosts_keys(lines, "10.0.0.9", 2222) == ({KEY_B}, set())
     assert known_hosts_keys(lines, "web1", 2222) == (set(), set())
+
+
+@pytest.mark.parametrize(("trusted_types", "first"), [
+    ((), ()),
+    (("ecdsa-sha2-nistp256",), ("ecdsa-sha2-nistp256",)),
+    (("ssh-rsa",), ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")),
+    (("ssh-rsa", "ecdsa-sha2-nistp384"), ("ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")),
+    (("ssh-ed25519",), ("ssh-ed25519",)),
+], ids=["nothing trusted", "ecdsa", "rsa", "rsa and ecdsa", "ed25519"])
+def test_should_offer_the_trusted_keys_types_first_then_the_preferred_ones(trusted_types, first):
+    offer = host_key_algs_to_offer([make_key(t.encode(), t) for t in trusted_types])
+    assert offer[:len(first)] == first
+    assert offer[len(first):] == tuple(a for a in PREFERRED_HOST_KEY_ALGS if a not in first)
+    assert "ssh-rsa" not in offer or "ssh-rsa" in trusted_types  # SHA-1 signatures only for a trusted RSA key

@@ -177,3 +177,38 @@ def test_should_hold_the_rfc_3526_primes_as_the_rfc_defines_them(bits: int, k: i
     assert PRIMES[bits].bit_length() == bits
     assert GENERATOR == 2
     assert format(PRIMES[bits], "X").startswith("FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1")
+
+
+@pytest.mark.parametrize(("received", "expected"), [
+    (b"SSH-2.0-OpenSSH_9.2\r\n\x00\x00", (21, b"SSH-2.0-OpenSSH_9.2")),
+    (b"SSH-2.0-OpenSSH_9.2\n", (20, b"SSH-2.0-OpenSSH_9.2")),
+    (b"Authorised use only.\r\n\r\nSSH-2.0-x\r\n", (35, b"SSH-2.0-x")),
+    (b"Authorised use only.\r\nSSH-2.0-x", None),
+    (b"Authorised use only.\r\nSS", None),
+    (b"", None),
+], ids=["version line", "LF only", "lines before it", "incomplete", "incomplete prefix", "nothing yet"])
+def test_should_find_the_version_line_after_the_lines_before_it(received: bytes, expected):
+    from heartbeat.ssh import read_version_line
+
+    assert read_version_line(bytearray(received)) == expected
+
+
+@pytest.mark.parametrize(("received", "words"), [
+    (b"SSH-2.0-" + b"x" * 300, "longer than 255"),
+    (b"notice\r\nSSH-2.0-" + b"x" * 300 + b"\r\n", "longer than 255"),
+    (b"\x00\xff" * 10, "not an SSH server"),
+    ((b"x" * 100 + b"\r\n") * 82, "no SSH version line in the first 8192 bytes"),
+], ids=["long version line", "long after a notice", "binary", "too many lines before it"])
+def test_should_refuse_a_version_exchange_beyond_its_bounds(received: bytes, words: str):
+    from heartbeat.ssh import read_version_line
+
+    with pytest.raises(LoginFailed, match=words) as failed:
+        read_version_line(bytearray(received))
+    assert failed.value.error_class == ErrorClass.BANNER
+
+
+def test_should_export_every_name_of_the_public_surface():
+    import heartbeat.ssh
+
+    assert all(getattr(heartbeat.ssh, name, None) is not None for name in heartbeat.ssh.__all__)
+    assert callable(heartbeat.ssh.login) and not isinstance(heartbeat.ssh.login, type(heartbeat.ssh))
