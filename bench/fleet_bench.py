@@ -497,7 +497,7 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
     start, end = run["start_date"].timestamp(), run["end_date"].timestamp()
     sampler.wait_past(end)
     with store.connect(hb_dsn) as conn:
-        row = conn.execute("SELECT servers, ok, failed FROM cycles WHERE cycle_id = %s", (run["run_id"],)).fetchone()
+        row = store.get_cycle(conn, run["run_id"])
     if row is None:
         return None
     tis = airflow.task_instances(run["run_id"])
@@ -512,8 +512,8 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
     metadata_db = min(used["postgres-airflow"], used["postgres"])
     others = used["machine"] - used["airflow"] - used["sshd"] - used["postgres"] - used["bench"]
     return Cycle(
-        label=label, run_id=run["run_id"], state=run["state"], servers=int(row["servers"]), ok=int(row["ok"]),
-        failed=int(row["failed"]), wall_s=end - start, shards=len(probes),
+        label=label, run_id=run["run_id"], state=run["state"], servers=int(row.servers or 0), ok=int(row.ok or 0),
+        failed=int(row.failed or 0), wall_s=end - start, shards=len(probes),
         first_task_s=(min(starts) - start) if starts else 0.0, probe_span_s=probe_end - probe_start,
         after_probe_s=end - probe_end, airflow_cpu_s=used["airflow"],
         monitor_cpu_s=used["executor"] + used["postgres"] - metadata_db,

@@ -334,15 +334,14 @@ def register_fleet(dsn: str, servers: Sequence[DemoServer]) -> None:
     """Add or update the demo servers (idempotent). A pin is set only on first registration, so a
     key accepted later with ``heartbeat servers accept-key`` is kept; the alert is raised once."""
     with store.connect(dsn) as conn:
-        known = {r["name"] for r in store.fetch_all(conn, "list_servers")}
+        known = {r.name for r in store.list_servers(conn)}
         specs = [validate_server({"name": s.name, "host": s.host, "port": s.port,
                                   "host_key": None if s.name in known else s.host_key}) for s in servers]
         store.upsert_servers(conn, specs)
-        active = {r["name"] for r in store.fetch_all(conn, "list_alerts", {"all": False})}
+        active = {r.name for r in store.list_alerts(conn)}
         for server in servers:
             if server.expect == "WARNING" and server.name not in active:
-                store.fetch_one(conn, "raise_alert", {"name": server.name, "kind": "disk_full",
-                                                      "message": "/var at 93%", "source": "demo"})
+                store.raise_alert(conn, server.name, "disk_full", message="/var at 93%", source="demo")
 
 
 # -- the live summary ------------------------------------------------------------------------
@@ -462,7 +461,7 @@ def run(options: Options, stack: contextlib.ExitStack) -> None:
 
 def explain_own_setup(dsn: str, ssh_json: str | None, state_dir: Path) -> None:
     with store.connect(dsn) as conn:
-        count = len(store.fetch_all(conn, "list_servers"))
+        count = len(store.list_servers(conn))
     if ssh_json is None:
         print("AIRFLOW_CONN_HEARTBEAT_SSH is not set: define the connection heartbeat_ssh in the UI "
               "(Admin > Connections) or export it before `make up`")

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 
 from heartbeat import store
+from heartbeat.inventory import ServerSpec
 from heartbeat.models import Server
 from heartbeat.ssh import ClientCredentials, CredentialsError, load_client_key
 from heartbeat_lab import KeyPair
 
 
 def add_servers(dsn: str, rows: list[dict]) -> dict[str, int]:
-    """Insert inventory rows straight into the database; returns name -> id."""
+    """Insert inventory rows, unvalidated, straight into the database; returns name -> id."""
     ids = {}
     with store.connect(dsn) as conn, conn.transaction():
         for row in rows:
-            full = {"port": 22, "username": None, "conn_id": "heartbeat_ssh", "enabled": True, "host_key": None}
-            full.update(row)
-            ids[row["name"]] = conn.execute(store.sql.query("insert_server"), full).fetchone()["id"]
+            ids[row["name"]] = store.add_server(conn, ServerSpec(**row))
     return ids
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
     raise TypeError(type(value).__name__)
 
 
@@ -114,28 +117,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings()
     with _connect(args) as conn:
         store.check_schema(conn)
-        rules = settings.status_rules
-        rows = store.fetch_all(conn, "status_report", {
-            "as_of": cycle.utc_now(), "offline_after_s": rules.offline_after_s,
-            "failure_threshold": rules.failure_threshold, "recovery_threshold": rules.recovery_threshold,
-            "stale_after_s": rules.stale_after_s})
-        last = store.fetch_one(conn, "last_cycle")
+        rows = store.status_report(conn, cycle.utc_now(), settings.status_rules)
+        last = store.last_cycle(conn)
     if args.json:
         print(json.dumps({"servers": rows, "last_cycle": last}, default=_json_default, indent=2))
         return EXIT_OK
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ONLINE", "WARNING", "OFFLINE", "STALE")}
+    counts = {s: sum(1 for r in rows if r.status == s) for s in ("ONLINE", "WARNING", "OFFLINE", "STALE")}
     table: list[tuple[Any, ...]]
     if args.verbose:
-        table = [(r["server_name"], f"{r['host']}:{r['port']}", r["status"], _fmt_time(r["last_heartbeat_at"]),
-                  _fmt_age(r["heartbeat_age_s"]), r["reason"]) for r in rows]
+        table = [(r.server_name, f"{r.host}:{r.port}", r.status, _fmt_time(r.last_heartbeat_at),
+                  _fmt_age(r.heartbeat_age_s), r.reason) for r in rows]
         print(_table(table, ("SERVER", "ADDRESS", "STATUS", "LAST HEARTBEAT", "AGE", "REASON")))
     else:
-        table = [(r["server_name"], r["status"], _fmt_age(r["heartbeat_age_s"]), r["reason"]) for r in rows]
+        table = [(r.server_name, r.status, _fmt_age(r.heartbeat_age_s), r.reason) for r in rows]
         print(_table(table, ("SERVER", "STATUS", "AGE", "REASON")))
     print(f"\n{len(rows)} servers: {counts['ONLINE']} ONLINE, {counts['WARNING']} WARNING, "
           f"{counts['OFFLINE']} OFFLINE" + (f", {counts['STALE']} STALE" if counts["STALE"] else ""))
     if last:
-        print(f"last cycle: {last['cycle_id']} finished {_fmt_time(last['finished_at'])}")
+        print(f"last cycle: {last.cycle_id} finished {_fmt_time(last.finished_at)}")
     else:
         print("no cycle has finished yet: is the ssh_heartbeat DAG unpaused? (or run `heartbeat probe`)")
     return EXIT_OK
@@ -167,12 +166,12 @@ def cmd_servers_list(args: argparse.Namespace) -> int:
     from heartbeat.ssh.hostkeys import fingerprint
 
     with _connect(args) as conn:
-        rows = store.fetch_all(conn, "list_servers")
+        rows = store.list_servers(conn)
     if args.json:
         print(json.dumps(rows, default=_json_default, indent=2))
         return EXIT_OK
-    table = [(r["name"], r["host"], r["port"], r["username"] or "(connection)", r["conn_id"],
-              "yes" if r["enabled"] else "no", fingerprint(r["host_key"]) if r["host_key"] else "not pinned")
+    table = [(r.name, r.host, r.port, r.username or "(connection)", r.conn_id,
+              "yes" if r.enabled else "no", fingerprint(r.host_key) if r.host_key else "not pinned")
              for r in rows]
     print(_table(table, ("NAME", "HOST", "PORT", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY")))
     print(f"\n{len(rows)} servers")
@@ -183,8 +182,8 @@ def cmd_servers_remove(args: argparse.Namespace) -> int:
     from heartbeat import store
 
     with _connect(args) as conn:
-        row = store.fetch_one(conn, "delete_server", {"name": args.name})
-    if row is None:
+        removed = store.remove_server(conn, args.name)
+    if not removed:
         raise CommandError(f"no server named {args.name!r}")
     print(f"removed {args.name} and its history")
     return EXIT_OK
@@ -194,8 +193,8 @@ def cmd_servers_enable(args: argparse.Namespace, enabled: bool) -> int:
     from heartbeat import store
 
     with _connect(args) as conn:
-        row = store.fetch_one(conn, "set_server_enabled", {"name": args.name, "enabled": enabled})
-    if row is None:
+        found = store.set_server_enabled(conn, args.name, enabled)
+    if not found:
         raise CommandError(f"no server named {args.name!r}")
     print(f"{args.name} {'enabled' if enabled else 'disabled'}")
     return EXIT_OK
@@ -231,58 +230,60 @@ def cmd_servers_accept_key(args: argparse.Namespace) -> int:
     from heartbeat.ssh.hostkeys import fingerprint
 
     with _connect(args) as conn:
-        row = store.fetch_one(conn, "presented_host_key", {"name": args.name})
-        if row is None:
+        keys = store.host_keys(conn, args.name)
+        if keys is None:
             raise CommandError(f"no server named {args.name!r}")
-        if not row["presented"]:
+        if not keys.presented:
             raise CommandError(
                 f"{args.name} has not presented a host key yet: run `heartbeat probe --server {args.name}`"
             )
-        if row["presented"] == row["pinned"]:
-            print(f"{args.name}: the presented key {fingerprint(row['presented'])} is already pinned")
+        if keys.presented == keys.pinned:
+            print(f"{args.name}: the presented key {fingerprint(keys.presented)} is already pinned")
             return EXIT_OK
-        with conn.transaction():
-            conn.execute(store.sql.query("accept_host_key"), {"host_key": row["presented"], "server_id": row["id"]})
-            conn.execute(store.sql.query("resolve_host_key_alerts"), {"server_id": row["id"]})
-    old = fingerprint(row["pinned"]) if row["pinned"] else "none"
-    print(f"{args.name}: pinned host key {fingerprint(row['presented'])} (was {old}); host_key_changed alerts resolved")
+        store.pin_host_key(conn, keys.server_id, keys.presented)
+    old = fingerprint(keys.pinned) if keys.pinned else "none"
+    print(f"{args.name}: pinned host key {fingerprint(keys.presented)} (was {old}); host_key_changed alerts resolved")
     return EXIT_OK
 
 
-def cmd_input_raise(args: argparse.Namespace, table: str) -> int:
+def _input_store(table: str) -> tuple[Callable[..., int | None], Callable[..., bool], Callable[..., list[Any]]]:
+    """The store's (raise, resolve, list) of alerts or of anomalies."""
     from heartbeat import store
 
+    if table == "anomaly":
+        return store.raise_anomaly, store.resolve_anomaly, store.list_anomalies
+    return store.raise_alert, store.resolve_alert, store.list_alerts
+
+
+def cmd_input_raise(args: argparse.Namespace, table: str) -> int:
+    raise_input, _, _ = _input_store(table)
     with _connect(args) as conn:
-        row = store.fetch_one(conn, f"raise_{table}", {"name": args.name, "kind": args.kind,
-                                                       "message": args.message, "source": args.source})
-    if row is None:
+        input_id = raise_input(conn, args.name, args.kind, args.message, args.source)
+    if input_id is None:
         raise CommandError(f"no server named {args.name!r}")
-    print(f"{table} {row['id']} raised on {args.name}: {args.kind}")
+    print(f"{table} {input_id} raised on {args.name}: {args.kind}")
     return EXIT_OK
 
 
 def cmd_input_resolve(args: argparse.Namespace, table: str) -> int:
-    from heartbeat import store
-
+    _, resolve_input, _ = _input_store(table)
     with _connect(args) as conn:
-        row = store.fetch_one(conn, f"resolve_{table}", {"id": args.id})
-    if row is None:
+        resolved = resolve_input(conn, args.id)
+    if not resolved:
         raise CommandError(f"no active {table} with id {args.id}")
     print(f"{table} {args.id} resolved")
     return EXIT_OK
 
 
 def cmd_input_list(args: argparse.Namespace, table: str) -> int:
-    from heartbeat import store
-
-    plural = "anomalies" if table == "anomaly" else "alerts"
+    _, _, list_inputs = _input_store(table)
     with _connect(args) as conn:
-        rows = store.fetch_all(conn, f"list_{plural}", {"all": args.all})
+        rows = list_inputs(conn, include_resolved=args.all)
     if args.json:
         print(json.dumps(rows, default=_json_default, indent=2))
         return EXIT_OK
-    table_rows = [(r["id"], r["name"], r["kind"], _fmt_time(r["raised_at"]),
-                   _fmt_time(r["resolved_at"]) if r["resolved_at"] else "active", r["message"]) for r in rows]
+    table_rows = [(r.id, r.name, r.kind, _fmt_time(r.raised_at),
+                   _fmt_time(r.resolved_at) if r.resolved_at else "active", r.message) for r in rows]
     print(_table(table_rows, ("ID", "SERVER", "KIND", "RAISED", "RESOLVED", "MESSAGE")))
     return EXIT_OK
 
@@ -306,12 +307,12 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
         ends_at = maintenance.parse_time(args.until, now)
         starts_at = maintenance.parse_time(args.start, now) if args.start else None
         with _connect(args) as conn:
-            row = maintenance.add_window(conn, args.name, ends_at, now, starts_at=starts_at, reason=args.reason,
+            window = maintenance.add_window(conn, args.name, ends_at, now, starts_at=starts_at, reason=args.reason,
                                          created_by=args.created_by)
     except maintenance.MaintenanceError as exc:
         raise CommandError(str(exc))
-    print(f"maintenance {row['id']} on {args.name} from {_fmt_time(row['starts_at'])} until "
-          f"{_fmt_time(row['ends_at'])}: no notification for it, and the time is left out of uptime")
+    print(f"maintenance {window.id} on {args.name} from {_fmt_time(window.starts_at)} until "
+          f"{_fmt_time(window.ends_at)}: no notification for it, and the time is left out of uptime")
     return EXIT_OK
 
 
@@ -323,8 +324,8 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, default=_json_default, indent=2))
         return EXIT_OK
-    table = [(r["id"], r["server_name"], _fmt_time(r["starts_at"]), _fmt_time(r["ends_at"]),
-              "now" if r["active"] else "", r["reason"]) for r in rows]
+    table = [(r.id, r.server_name, _fmt_time(r.starts_at), _fmt_time(r.ends_at),
+              "now" if r.active else "", r.reason) for r in rows]
     print(_table(table, ("ID", "SERVER", "FROM", "UNTIL", "OPEN", "REASON")))
     return EXIT_OK
 
@@ -346,14 +347,15 @@ def cmd_maintenance_end(args: argparse.Namespace) -> int:
 def cmd_notify(args: argparse.Namespace) -> int:
     from heartbeat import cycle, notify, store
 
-    settings, notify_settings, now = _settings(), notify.notify_settings_from_env(), cycle.utc_now()
+    settings, now = _settings(), cycle.utc_now()
+    notify_settings = settings.notify
     channels = notify.configured_channels(notify_settings)
     if args.log or args.dry_run:
         with _connect(args) as conn:
             if args.log:
-                rows = store.fetch_all(conn, "list_notifications", {"limit": 50})
-                print(_table([(r["id"], _fmt_time(r["sent_at"] or r["first_tried_at"]), r["channel"], r["kind"],
-                               r["server_name"] or "-", r["state"], r["attempts"], r["last_error"] or "")
+                rows = store.list_notifications(conn, limit=50)
+                print(_table([(r.id, _fmt_time(r.sent_at or r.first_tried_at), r.channel, r.kind,
+                               r.server_name or "-", r.state, r.attempts, r.last_error or "")
                               for r in rows], ("ID", "WHEN", "CHANNEL", "KIND", "SERVER", "STATE", "TRIES", "ERROR")))
                 return EXIT_OK
             for channel in channels:

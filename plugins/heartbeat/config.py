@@ -1,16 +1,20 @@
 """Settings of the monitor, read from ``HEARTBEAT_*`` environment variables.
 
 Environment variables are the one place: the scheduler, the workers, the ``heartbeat``
-command and docker-compose all read the same names. Every value is validated here, so a
-typo fails loudly at start instead of silently monitoring with a default.
+command and docker-compose all read the same names, and :func:`settings_from_env` is the one
+reader of all of them, notifications included. The reader only parses; each settings object
+validates itself when it is built (the status and flap rules in their own modules), so a typo
+fails loudly at start instead of silently monitoring with a default.
 """
 
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import StrEnum
+from typing import Any, get_type_hints
 
 from heartbeat.flapping import FlapRules
 from heartbeat.status import StatusRules
@@ -25,6 +29,42 @@ class HostKeyPolicy(StrEnum):
 
 class SettingsError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Notifications (``HEARTBEAT_NOTIFY_*``).
+
+    :param notify_after_s: a status change must hold this long before it is sent (seconds).
+    :param stall_after_s: no cycle finished for this long is a stalled monitor worth telling
+        (seconds); None: the monitor's ``stale_after_s`` plus ``notify_after_s``.
+    :param max_attempts: sends of one notification on one channel before giving up.
+    :param email_conn_id: the SMTP connection of the e-mail channel.
+    :param webhook_conn_id: the HTTP connection of the webhook channel.
+    :param timeout_s: bound on one webhook request (seconds).
+    """
+
+    notify_after_s: float = 60.0
+    stall_after_s: float | None = None
+    max_attempts: int = 3
+    email_conn_id: str = "heartbeat_smtp"
+    webhook_conn_id: str = "heartbeat_webhook"
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.notify_after_s < 0:
+            raise SettingsError(f"notify_after_s cannot be negative, got {self.notify_after_s!r}")
+        if self.stall_after_s is not None and not self.stall_after_s > 0:
+            raise SettingsError(f"stall_after_s must be greater than 0, got {self.stall_after_s!r}")
+        if not self.timeout_s > 0:
+            raise SettingsError(f"timeout_s must be greater than 0, got {self.timeout_s!r}")
+        if self.max_attempts < 1:
+            raise SettingsError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
+
+    def stall_threshold_s(self, stale_after_s: float) -> float:
+        """How long without a finished cycle is a stall worth telling: ``stall_after_s`` if set,
+        else the time after which servers read STALE plus the debounce."""
+        return self.stall_after_s if self.stall_after_s is not None else stale_after_s + self.notify_after_s
 
 
 @dataclass(frozen=True)
@@ -54,6 +94,7 @@ class Settings:
     :param db_conn_id: the Airflow connection of the heartbeat database.
     :param kex_algs: key exchange algorithms offered, in order of preference, comma-separated;
         empty: the monitor's default (ECDH P-256 first, the cheapest for OpenSSH servers).
+    :param notify: notifications, from the ``HEARTBEAT_NOTIFY_*`` variables.
     """
 
     offline_after_s: float = 60.0
@@ -75,20 +116,15 @@ class Settings:
     flap_low_pct: float = 25.0
     db_conn_id: str = HEARTBEAT_DB_CONN_ID
     kex_algs: str = ""
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def __post_init__(self) -> None:
-        positive = ("offline_after_s", "connect_timeout_s", "probe_timeout_s", "history_retention_days",
-                    "stale_after_s", "metadata_retention_days", "log_retention_days")
+        positive = ("connect_timeout_s", "probe_timeout_s", "history_retention_days", "metadata_retention_days",
+                    "log_retention_days")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
-        if self.failure_threshold < 0:
-            raise SettingsError(f"failure_threshold must be 0 (off) or more, got {self.failure_threshold!r}")
-        if not 0 <= self.flap_low_pct <= self.flap_high_pct <= 100:
-            raise SettingsError("flap thresholds need 0 <= flap_low_pct <= flap_high_pct <= 100")
-        if self.flap_window < 3:
-            raise SettingsError(f"flap_window must be at least 3, got {self.flap_window!r}")
-        for name in ("concurrency", "shard_size", "max_shards", "recovery_threshold"):
+        for name in ("concurrency", "shard_size", "max_shards"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.connect_timeout_s > self.probe_timeout_s:
@@ -96,7 +132,13 @@ class Settings:
                 f"connect_timeout_s ({self.connect_timeout_s}) cannot exceed probe_timeout_s "
                 f"({self.probe_timeout_s})"
             )
-
+        # The rules validate themselves; their errors name the variables they come from.
+        for rules, names in ((lambda: self.status_rules, STATUS_RULE_FIELDS), (lambda: self.flap_rules,
+                                                                               FLAP_RULE_FIELDS)):
+            try:
+                rules()
+            except ValueError as exc:
+                raise SettingsError(f"{exc} (set by {', '.join(env_name(n) for n in names)})") from None
 
     @property
     def kex_alg_list(self) -> tuple[str, ...]:
@@ -112,30 +154,67 @@ class Settings:
         return FlapRules(self.flap_window, self.flap_high_pct, self.flap_low_pct)
 
 
-def env_name(field_name: str) -> str:
-    return "HEARTBEAT_" + field_name.upper()
+STATUS_RULE_FIELDS = ("offline_after_s", "failure_threshold", "recovery_threshold", "stale_after_s")
+FLAP_RULE_FIELDS = ("flap_window", "flap_high_pct", "flap_low_pct")
+
+
+def env_name(field_name: str, group: str = "") -> str:
+    """``HEARTBEAT_<FIELD>``; in a group of settings (``notify``), ``HEARTBEAT_<GROUP>_<FIELD>``,
+    the group's name written once (``notify_after_s``: ``HEARTBEAT_NOTIFY_AFTER_S``)."""
+    if not group:
+        return "HEARTBEAT_" + field_name.upper()
+    return f"HEARTBEAT_{group.upper()}_" + field_name.removeprefix(group + "_").upper()
+
+
+def env_names() -> list[str]:
+    """Every variable :func:`settings_from_env` reads, in the order of the settings' fields."""
+    names: list[str] = []
+    for f in fields(Settings):
+        group = _group(f)
+        names += [env_name(g.name, f.name) for g in fields(group)] if group else [env_name(f.name)]
+    return names
+
+
+def _group(f: Any) -> Any:
+    """The settings class of a group field (``notify``), None for a plain value."""
+    factory = f.default_factory
+    return factory if factory is not MISSING and is_dataclass(factory) else None
+
+
+def _parse(raw: str, kind: Any) -> Any:
+    if isinstance(kind, types.UnionType):  # X | None: the X
+        kind = next(k for k in kind.__args__ if k is not type(None))
+    if kind is HostKeyPolicy:
+        return HostKeyPolicy(raw.strip().lower())
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind in (int, float):
+        return kind(raw)
+    return raw
+
+
+def _read(cls: Any, environ: Mapping[str, str], group: str = "") -> Any:
+    kinds = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        nested = _group(f)
+        if nested is not None:
+            values[f.name] = _read(nested, environ, f.name)
+            continue
+        name = env_name(f.name, group)
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = _parse(raw, kinds[f.name])
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a valid value for {f.name}") from None
+    return cls(**values)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``HEARTBEAT_<FIELD>`` variables; unset ones keep their default."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for f in fields(Settings):
-        raw = environ.get(env_name(f.name))
-        if raw is None or raw == "":
-            continue
-        default = f.default
-        try:
-            if isinstance(default, HostKeyPolicy):
-                values[f.name] = HostKeyPolicy(raw.strip().lower())
-            elif isinstance(default, bool):
-                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
-        except ValueError:
-            raise SettingsError(f"{env_name(f.name)}={raw!r} is not a valid value for {f.name}") from None
-    return Settings(**values)  # type: ignore[arg-type]
+    """Build :class:`Settings` from every ``HEARTBEAT_*`` variable (:func:`env_names`); unset or
+    empty ones keep their default. Values are parsed by their declared type, then each settings
+    object validates itself."""
+    settings: Settings = _read(Settings, os.environ if environ is None else environ)
+    return settings

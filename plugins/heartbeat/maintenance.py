@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from heartbeat import sql
+from heartbeat import store
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RELATIVE = re.compile(r"^\+((?:\d+(?:\.\d+)?[smhdw])+)$")
@@ -42,7 +42,7 @@ def parse_time(text: str, now: datetime) -> datetime:
 def add_window(
     conn: psycopg.Connection[Any], name: str, ends_at: datetime, now: datetime,
     starts_at: datetime | None = None, reason: str = "", created_by: str = "cli",
-) -> dict[str, Any]:
+) -> store.MaintenanceWindow:
     """Open a window on server ``name`` from ``starts_at`` (default ``now``) to ``ends_at``."""
     starts_at = starts_at or now
     if ends_at <= starts_at:
@@ -52,26 +52,22 @@ def add_window(
         )
     if ends_at <= now:
         raise MaintenanceError(f"{ends_at.isoformat(timespec='seconds')} is in the past: give a later --until")
-    with conn.transaction():
-        row = conn.execute(sql.query("add_maintenance"), {
-            "name": name, "starts_at": starts_at, "ends_at": ends_at, "reason": reason, "created_by": created_by,
-        }).fetchone()
-    if row is None:
+    window = store.add_maintenance(conn, name, starts_at, ends_at, now, reason=reason, created_by=created_by)
+    if window is None:
         raise MaintenanceError(f"no server named {name!r} (see `heartbeat servers list`)")
-    return dict(row)
+    return window
 
 
-def list_windows(conn: psycopg.Connection[Any], now: datetime, include_past: bool = False) -> list[dict[str, Any]]:
+def list_windows(
+    conn: psycopg.Connection[Any], now: datetime, include_past: bool = False,
+) -> list[store.MaintenanceWindow]:
     """Open and future windows (all of them with ``include_past``), oldest first."""
-    with conn.transaction():
-        rows = conn.execute(sql.query("list_maintenance"), {"as_of": now, "all": include_past}).fetchall()
-    return [dict(r) for r in rows]
+    return store.list_maintenance(conn, now, include_past)
 
 
 def end_windows(conn: psycopg.Connection[Any], name: str, now: datetime) -> int:
     """End the open windows of server ``name`` at ``now``; returns how many were open."""
-    with conn.transaction():
-        row = conn.execute(sql.query("end_maintenance"), {"name": name, "as_of": now}).fetchone()
-    if row is None:
+    ended = store.end_maintenance(conn, name, now)
+    if ended is None:
         raise MaintenanceError(f"no server named {name!r} (see `heartbeat servers list`)")
-    return int(row["ended"])
+    return ended

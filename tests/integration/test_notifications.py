@@ -18,7 +18,7 @@ import pytest
 from support import add_servers, query
 
 from heartbeat import cli, maintenance, notify, store
-from heartbeat.config import Settings
+from heartbeat.config import Settings, SettingsError, settings_from_env
 from heartbeat.models import ProbeResult
 
 pytestmark = pytest.mark.integration
@@ -249,12 +249,12 @@ def test_should_notify_a_changed_host_key_once(heartbeat_dsn, webhook):
 
 
 def test_should_call_the_monitor_stalled_once_servers_read_stale_and_the_debounce_passed():
-    assert notify.stall_threshold_s(notify.NotifySettings(notify_after_s=60), stale_after_s=60) == 120
-    assert notify.stall_threshold_s(notify.NotifySettings(stall_after_s=900), stale_after_s=60) == 900
-    assert notify.notify_settings_from_env({"HEARTBEAT_NOTIFY_AFTER_S": "30", "HEARTBEAT_NOTIFY_STALL_AFTER_S": "600"}
-                                           ) == notify.NotifySettings(notify_after_s=30, stall_after_s=600)
-    with pytest.raises(notify.SettingsError, match="HEARTBEAT_NOTIFY_AFTER_S='soon'"):
-        notify.notify_settings_from_env({"HEARTBEAT_NOTIFY_AFTER_S": "soon"})
+    assert notify.NotifySettings(notify_after_s=60).stall_threshold_s(stale_after_s=60) == 120
+    assert notify.NotifySettings(stall_after_s=900).stall_threshold_s(stale_after_s=60) == 900
+    assert settings_from_env({"HEARTBEAT_NOTIFY_AFTER_S": "30", "HEARTBEAT_NOTIFY_STALL_AFTER_S": "600"}
+                             ).notify == notify.NotifySettings(notify_after_s=30, stall_after_s=600)
+    with pytest.raises(SettingsError, match="HEARTBEAT_NOTIFY_AFTER_S='soon'"):
+        settings_from_env({"HEARTBEAT_NOTIFY_AFTER_S": "soon"})
 
 
 def test_should_notify_a_stalled_monitor_once_per_stall(heartbeat_dsn, webhook):

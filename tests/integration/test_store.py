@@ -154,7 +154,7 @@ def test_should_remove_a_deleted_servers_history_and_keep_the_others(heartbeat_d
         for table in ("probe_history", "heartbeats", "server_status"):
             remaining = query(heartbeat_dsn, f"SELECT DISTINCT server_id FROM {table}")
             assert remaining == [{"server_id": ids["db"]}], table
-        assert store.fetch_one(conn, "cycle_probe_counts", {"cycle_id": "c2"}) == {"servers": 1, "ok": 0, "failed": 1}
+        assert store.cycle_probe_counts(conn, "c2") == store.ProbeCounts(servers=1, ok=0, failed=1)
 
 
 def test_should_recount_a_cycle_from_its_history_rows_and_not_double_a_retried_shard(heartbeat_dsn: str):
@@ -164,7 +164,7 @@ def test_should_recount_a_cycle_from_its_history_rows_and_not_double_a_retried_s
         store.record_results(conn, "c1", batch)
         store.record_results(conn, "c1", batch)  # a retried shard
         store.record_results(conn, "c2", batch[:1])
-        assert store.fetch_one(conn, "cycle_probe_counts", {"cycle_id": "c1"}) == {"servers": 5, "ok": 2, "failed": 3}
+        assert store.cycle_probe_counts(conn, "c1") == store.ProbeCounts(servers=5, ok=2, failed=3)
 
 
 def test_should_store_hostile_values_inert(heartbeat_dsn: str):
@@ -311,3 +311,47 @@ def test_should_upgrade_a_database_of_migration_006_keeping_status_and_flap_wind
     assert (counts["written"], counts["flips"]) == (1, 0)  # the stored reason is rewritten, once
     [row] = query(dsn, "SELECT status, reason, status_since FROM server_status")
     assert row == {"status": "ONLINE", "reason": "heartbeat within 60 s", "status_since": T0}
+
+
+def test_should_edit_the_inventory_and_its_inputs_through_typed_records(heartbeat_dsn: str):
+    from heartbeat.inventory import ServerSpec
+
+    with store.connect(heartbeat_dsn) as conn:
+        web = store.add_server(conn, ServerSpec(name="web", host="10.0.0.1", port=2222))
+        assert store.upsert_servers(conn, [ServerSpec(name="web", host="10.0.0.9"), ServerSpec(name="db", host="h")]
+                                    ) == (1, 1)
+        assert [(s.name, s.host, s.port, s.enabled) for s in store.list_servers(conn)] == [
+            ("db", "h", 22, True), ("web", "10.0.0.9", 22, True)]
+        assert store.set_server_enabled(conn, "db", False) and not store.set_server_enabled(conn, "nope", True)
+        assert store.host_keys(conn, "web") == store.HostKeys(server_id=web, pinned=None, presented=None)
+        assert store.host_keys(conn, "nope") is None
+        store.pin_host_key(conn, web, "ssh-ed25519 AAAA")
+        assert store.host_keys(conn, "web").pinned == "ssh-ed25519 AAAA"
+
+        alert = store.raise_alert(conn, "web", "disk_full", message="/var 97%", source="test")
+        anomaly = store.raise_anomaly(conn, "web", "cpu_spike")
+        assert store.raise_alert(conn, "nope", "disk_full") is None
+        [active] = store.list_alerts(conn)
+        assert (active.id, active.name, active.kind, active.message, active.source, active.resolved_at) == (
+            alert, "web", "disk_full", "/var 97%", "test", None)
+        assert [a.kind for a in store.list_anomalies(conn)] == ["cpu_spike"]
+        assert store.resolve_alert(conn, alert) and not store.resolve_alert(conn, alert)
+        assert anomaly is not None and store.resolve_anomaly(conn, anomaly)
+        assert store.list_alerts(conn) == [] and len(store.list_alerts(conn, include_resolved=True)) == 1
+
+        assert store.remove_server(conn, "web") and not store.remove_server(conn, "web")
+
+
+def test_should_read_cycles_and_the_status_report_as_records(heartbeat_dsn: str):
+    web = add_servers(heartbeat_dsn, [{"name": "web", "host": "10.0.0.1"}])["web"]
+    with store.connect(heartbeat_dsn) as conn:
+        assert store.last_cycle(conn) is None
+        store.start_cycle(conn, "c1", T0)
+        store.record_results(conn, "c1", [ok(web, T0, name="web")])
+        counts = store.materialise_status(conn, T0 + timedelta(seconds=1), 60)
+        store.finish_cycle(conn, "c1", T0, T0 + timedelta(seconds=1), counts)
+        [row] = store.status_report(conn, T0 + timedelta(seconds=1), StatusRules(stale_after_s=60))
+        last = store.last_cycle(conn)
+        assert store.get_cycle(conn, "c1") == last and store.get_cycle(conn, "c2") is None
+    assert (row.server_name, row.status, row.heartbeat_age_s, row.total_ms) == ("web", "ONLINE", 1.0, 11.5)
+    assert last == store.CycleRecord("c1", T0, T0 + timedelta(seconds=1), 1, 1, 0, 1, 0, 0)

@@ -45,14 +45,27 @@ def test_should_find_every_query_the_code_names():
         assert sql.query(name)
 
 
-def test_should_define_every_named_query_the_store_runs():
-    source = (Path(sql.__file__).parent / "store.py").read_text()
-    names = set(re.findall(r'sql\.query\("([a-z0-9_]+)"\)', source))
-    for group in re.findall(r'for name in \(([^)]*)\)', source):
-        names |= set(re.findall(r'"([a-z0-9_]+)"', group))
-    assert {"materialise_status", "status_merge_joins", "upsert_heartbeats", "set_flapping"} <= names
-    for name in sorted(names):
-        assert sql.query(name), name
+STORE = Path(sql.__file__).parent / "store"
+QUERY_CALL = re.compile(r'sql\.query\("([a-z0-9_]+)"\)')
+
+
+@pytest.mark.parametrize("module", ["inventory", "results", "inputs", "notifications", "maintenance", "dashboard"])
+def test_should_run_exactly_the_named_queries_of_its_own_file_in_each_store_module(module):
+    used = set(QUERY_CALL.findall((STORE / f"{module}.py").read_text()))
+    defined = set(sql.parse_named_queries((sql.sql_dir() / "queries" / f"{module}.sql").read_text()))
+    assert used == defined, f"run but not in {module}.sql: {used - defined}; never run: {defined - used}"
+
+
+def test_should_have_a_store_module_for_every_file_of_named_queries():
+    assert {p.stem for p in (sql.sql_dir() / "queries").glob("*.sql")} <= {p.stem for p in STORE.glob("*.py")}
+
+
+def test_should_name_sql_queries_only_in_the_store():
+    root = Path(sql.__file__).parents[2]
+    sources = [p for folder in ("plugins", "dags", "heartbeat_lab", "bench") for p in (root / folder).rglob("*.py")]
+    outside = [str(p.relative_to(root)) for p in sources
+               if STORE not in p.parents and p.name != "sql.py" and "sql.query(" in p.read_text()]
+    assert not outside, f"name queries through heartbeat.store instead: {outside}"
 
 
 def test_should_number_migrations_uniquely_and_in_order():

@@ -47,7 +47,8 @@ ORDER BY since DESC, id DESC;
 
 -- name: dashboard_maintenance
 -- Open and future maintenance windows of a server.
-SELECT m.id, m.starts_at, m.ends_at, m.reason, m.created_by
-FROM maintenance_windows m
+SELECT m.id, s.name AS server_name, m.starts_at, m.ends_at, m.reason, m.created_by,
+       (now() >= m.starts_at AND now() < m.ends_at) AS active
+FROM maintenance_windows m JOIN servers s ON s.id = m.server_id
 WHERE m.server_id = %(server_id)s AND m.ends_at > now()
 ORDER BY m.starts_at;

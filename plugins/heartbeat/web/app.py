@@ -2,8 +2,7 @@
 
 Every route needs a logged-in Airflow user (see :mod:`heartbeat.web.auth`); only the page's
 static files are public. The data comes from the heartbeat database (the ``heartbeat_db``
-connection) through the dashboard views, with the named queries of
-``include/sql/queries/dashboard.sql``.
+connection) through the dashboard views, read by :mod:`heartbeat.store.dashboard`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
@@ -31,6 +30,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DSN_TTL_S = 60.0
 SEVERITY = {"OFFLINE": 0, "STALE": 1, "WARNING": 2, "ONLINE": 3}
 NO_STORE = {"Cache-Control": "no-store"}
+M = TypeVar("M", bound=BaseModel)
 
 API_DESCRIPTION = """\
 The JSON behind the Fleet heartbeat page of the Airflow UI. Every endpoint needs a logged-in
@@ -174,32 +174,45 @@ class ServerDetail(BaseModel):
 
 
 class Database:
-    """The heartbeat database of the ``heartbeat_db`` connection, its DSN looked up once a minute."""
+    """The heartbeat database of the ``heartbeat_db`` connection, opened through the Postgres
+    provider's hook (every extra of the connection applies); the Connection is looked up once a
+    minute. ``dsn``: a fixed database instead (tests)."""
 
     def __init__(self, dsn: Callable[[], str] | None = None) -> None:
-        self._lookup = dsn or self._from_connection
+        self._lookup: Callable[[], str | tuple[str, Any]] = dsn or self._from_connection
         self._lock = threading.Lock()
-        self._dsn: str | None = None
+        self._target: str | tuple[str, Any] | None = None
         self._looked_up_at = 0.0
 
     @staticmethod
-    def _from_connection() -> str:
+    def _from_connection() -> tuple[str, Any]:
         from heartbeat.config import settings_from_env
-        from heartbeat.connections import heartbeat_db_dsn
+        from heartbeat.connections import get_connection
 
-        return heartbeat_db_dsn(settings_from_env().db_conn_id)
+        conn_id = settings_from_env().db_conn_id
+        return conn_id, get_connection(conn_id)
 
-    def dsn(self) -> str:
+    def target(self) -> str | tuple[str, Any]:
+        """The DSN, or the connection id and its Airflow Connection."""
         with self._lock:
-            if self._dsn is None or time.monotonic() - self._looked_up_at > DSN_TTL_S:
-                self._dsn = self._lookup()
+            if self._target is None or time.monotonic() - self._looked_up_at > DSN_TTL_S:
+                self._target = self._lookup()
                 self._looked_up_at = time.monotonic()
-            return self._dsn
+            return self._target
+
+    def open(self) -> psycopg.Connection[Any]:
+        target = self.target()
+        if isinstance(target, str):
+            return store.connect(target, connect_timeout_s=5)
+        from heartbeat.connections import heartbeat_db_connection
+
+        conn_id, connection = target
+        return heartbeat_db_connection(conn_id, connect_timeout_s=5, connection=connection)
 
     def connect(self) -> Iterator[psycopg.Connection[Any]]:
         """FastAPI dependency: one connection per request (a dashboard refreshes every 10 s)."""
         try:
-            conn = store.connect(self.dsn(), connect_timeout_s=5)
+            conn = self.open()
         except Exception as exc:  # no connection defined, database down: the page says so
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc).strip().splitlines()[0]) from None
         try:
@@ -217,14 +230,13 @@ User = Annotated[Any, Depends(require_airflow_user)]
 Conn = Annotated[psycopg.Connection[Any], Depends(database_connection)]
 
 
-def _rows(conn: psycopg.Connection[Any], name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    from heartbeat import sql
-
-    return [dict(r) for r in conn.execute(sql.query(name), params or {}).fetchall()]
+def server_row(row: store.DashboardServer) -> ServerRow:
+    return ServerRow(name=row.server_name, **{k: getattr(row, k) for k in ServerRow.model_fields if k != "name"})
 
 
-def server_row(row: dict[str, Any]) -> ServerRow:
-    return ServerRow(name=row["server_name"], **{k: row[k] for k in ServerRow.model_fields if k != "name"})
+def _model(model: type[M], record: Any) -> M:
+    """The API model of a store record: the fields the API shows, by name."""
+    return model(**{k: getattr(record, k) for k in model.model_fields})
 
 
 def sort_servers(rows: list[ServerRow], key: SortKey, order: Order) -> list[ServerRow]:
@@ -245,16 +257,16 @@ def sort_servers(rows: list[ServerRow], key: SortKey, order: Order) -> list[Serv
     return sorted(known, key=value, reverse=order is Order.DESC) + unknown
 
 
-def summary_from_row(row: dict[str, Any]) -> Summary:
+def summary_from_row(row: store.FleetSummary) -> Summary:
     last = None
-    if row["last_cycle_id"] is not None:
-        last = LastCycle(
-            cycle_id=row["last_cycle_id"], started_at=row["last_cycle_started_at"],
-            finished_at=row["last_cycle_finished_at"], duration_s=row["last_cycle_duration_s"],
-            age_s=row["last_cycle_age_s"], servers=row["last_cycle_servers"], ok=row["last_cycle_ok"],
-            failed=row["last_cycle_failed"],
-        )
-    return Summary(last_cycle=last, **{k: row[k] for k in Summary.model_fields if k != "last_cycle"})
+    if row.last_cycle_id is not None:
+        last = LastCycle.model_validate({
+            "cycle_id": row.last_cycle_id, "started_at": row.last_cycle_started_at,
+            "finished_at": row.last_cycle_finished_at, "duration_s": row.last_cycle_duration_s,
+            "age_s": row.last_cycle_age_s, "servers": row.last_cycle_servers, "ok": row.last_cycle_ok,
+            "failed": row.last_cycle_failed,
+        })
+    return Summary(last_cycle=last, **{k: getattr(row, k) for k in Summary.model_fields if k != "last_cycle"})
 
 
 def create_app(database: Database | None = None) -> FastAPI:
@@ -303,8 +315,7 @@ def create_app(database: Database | None = None) -> FastAPI:
         """The monitor's health: counts per status, servers in maintenance, the last cycle (when it
         finished, how long it took) and whether the monitor has stalled."""
         response.headers.update(NO_STORE)
-        [row] = _rows(conn, "dashboard_summary")
-        return summary_from_row(row)
+        return summary_from_row(store.fleet_summary(conn))
 
     @app.get("/api/servers", response_model=ServerList, tags=["fleet"])
     def servers(
@@ -318,9 +329,9 @@ def create_app(database: Database | None = None) -> FastAPI:
         """Every enabled server with its live status, reason, heartbeat age, last latency, uptime
         over 24 h / 7 d / 30 d, and maintenance."""
         response.headers.update(NO_STORE)
-        rows = _rows(conn, "dashboard_servers", {"status": status_filter.value if status_filter else None,
-                                                 "name": name or None})
-        as_of = rows[0]["as_of"] if rows else _rows(conn, "dashboard_summary")[0]["as_of"]
+        rows = store.dashboard_servers(conn, status=status_filter.value if status_filter else None,
+                                       name_part=name or None)
+        as_of = rows[0].as_of if rows else store.fleet_summary(conn).as_of
         listed = sort_servers([server_row(r) for r in rows], sort, order)
         return ServerList(as_of=as_of, count=len(listed), servers=listed)
 
@@ -335,21 +346,17 @@ def create_app(database: Database | None = None) -> FastAPI:
         """One server: its status, its status changes and its latency over the last ``hours``,
         latency percentiles over the last hour, active alerts and anomalies, maintenance windows."""
         response.headers.update(NO_STORE)
-        found = _rows(conn, "dashboard_server", {"name": name})
-        if not found:
+        row = store.dashboard_server(conn, name)
+        if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enabled server named {name!r}")
-        row = found[0]
-        since = row["as_of"] - timedelta(hours=hours)
-        params = {"server_id": row["server_id"], "since": since, "limit": limit}
-        latency = list(reversed(_rows(conn, "dashboard_latency_history", params)))
-        [percentiles] = _rows(conn, "dashboard_latency_percentiles", params)
+        since = row.as_of - timedelta(hours=hours)
         return ServerDetail(
-            as_of=row["as_of"], since=since, server=server_row(row),
-            status_changes=[StatusChange(**r) for r in _rows(conn, "dashboard_status_changes", params)],
-            latency=[LatencyPoint(**r) for r in latency],
-            latency_1h=LatencyPercentiles(**percentiles),
-            inputs=[ActiveInput(**r) for r in _rows(conn, "dashboard_active_inputs", params)],
-            maintenance=[MaintenanceWindow(**r) for r in _rows(conn, "dashboard_maintenance", params)],
+            as_of=row.as_of, since=since, server=server_row(row),
+            status_changes=[_model(StatusChange, r) for r in store.status_changes(conn, row.server_id, since, limit)],
+            latency=[_model(LatencyPoint, r) for r in store.latency_history(conn, row.server_id, since, limit)],
+            latency_1h=_model(LatencyPercentiles, store.latency_percentiles_1h(conn, row.server_id)),
+            inputs=[_model(ActiveInput, r) for r in store.active_inputs(conn, row.server_id)],
+            maintenance=[_model(MaintenanceWindow, r) for r in store.maintenance_windows(conn, row.server_id)],
         )
 
     return app

@@ -1,18 +1,6 @@
--- Named queries of the heartbeat store. Each "-- name:" starts one statement; parameters are
--- bound by psycopg (%(name)s), never formatted into the text.
-
--- name: load_enabled_servers
-SELECT id, name, host, port, username, conn_id, host_key
-FROM servers
-WHERE enabled
-ORDER BY id;
-
--- name: load_enabled_servers_by_id
--- One shard's servers as they are now (a shard names its servers by id).
-SELECT id, name, host, port, username, conn_id, host_key
-FROM servers
-WHERE enabled AND id = ANY(%(server_ids)s)
-ORDER BY id;
+-- Named queries of results and status (plugins/heartbeat/store/results.py): a shard's results, the
+-- materialised status, cycle records, retention. Parameters are bound by psycopg (%(name)s), never
+-- formatted into the text.
 
 -- name: create_probe_batch
 CREATE TEMP TABLE probe_batch (
@@ -246,3 +234,19 @@ DELETE FROM probe_history WHERE attempted_at < %(cutoff)s;
 
 -- name: prune_cycles
 DELETE FROM cycles WHERE started_at < %(cutoff)s;
+
+-- name: status_report
+SELECT l.server_name, l.host, l.port, l.status, l.reason, l.last_heartbeat_at, l.heartbeat_age_s,
+       l.active_alerts, l.active_anomalies, l.last_attempt_at, l.last_error_class, l.last_error_message,
+       l.consecutive_failures, l.total_ms
+FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s, %(recovery_threshold)s,
+                         %(stale_after_s)s) l
+ORDER BY CASE l.status WHEN 'OFFLINE' THEN 0 WHEN 'WARNING' THEN 1 ELSE 2 END, l.server_name;
+
+-- name: last_cycle
+SELECT cycle_id, started_at, finished_at, servers, ok, failed, online, warning, offline
+FROM cycles WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1;
+
+-- name: cycle_by_id
+SELECT cycle_id, started_at, finished_at, servers, ok, failed, online, warning, offline
+FROM cycles WHERE cycle_id = %(cycle_id)s;

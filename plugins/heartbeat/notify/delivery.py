@@ -1,0 +1,104 @@
+"""Delivery: find what is due on each channel, send it, and record it in the ledger
+(``notification_log``) in the transaction that sends it, so each change is sent once per channel
+even when the task is retried or two runs race."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from heartbeat import store
+from heartbeat.config import NotifySettings
+from heartbeat.notify.channels import Channel, configured_channels
+from heartbeat.notify.messages import (
+    Notification,
+    host_key_notification,
+    stall_notification,
+    status_change_notification,
+)
+from heartbeat.store import Connection
+
+if TYPE_CHECKING:
+    from heartbeat.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def due_notifications(
+    conn: Connection, channel: str, settings: NotifySettings, as_of: datetime,
+    current_cycle_id: str | None = None, stale_after_s: float = 60.0,
+) -> list[Notification]:
+    """What channel ``channel`` has to send at ``as_of``, oldest first (read in one transaction)."""
+    with conn.transaction():
+        due = [status_change_notification(change) for change in
+               store.status_changes_due(conn, channel, as_of, settings.notify_after_s, settings.max_attempts)]
+        due += [host_key_notification(alert)
+                for alert in store.host_key_alerts_due(conn, channel, as_of, settings.max_attempts)]
+        last = store.last_finished_cycle(conn, as_of, current_cycle_id)
+        current_started_at = None if current_cycle_id is None else store.cycle_started_at(conn, current_cycle_id)
+        stall = stall_notification(last, current_started_at, settings.stall_threshold_s(stale_after_s), as_of)
+        if stall is not None and not store.notification_done(conn, stall.subject, channel, settings.max_attempts):
+            due.append(stall)
+    return sorted(due, key=lambda n: n.at)
+
+
+def deliver(
+    conn: Connection, channel: Channel, notification: Notification, settings: NotifySettings, as_of: datetime,
+) -> str:
+    """Claim, send and record one notification in one transaction: ``sent``, ``failed`` (retried
+    by a later run until ``max_attempts``) or ``skipped`` (sent or being sent by someone else)."""
+    with conn.transaction():
+        claim = store.claim_notification(
+            conn, subject=notification.subject, channel=channel.name, kind=notification.kind, as_of=as_of,
+            max_attempts=settings.max_attempts, server_id=notification.server_id, event_id=notification.event_id,
+            alert_id=notification.alert_id,
+        )
+        if claim is None:
+            return "skipped"
+        try:
+            channel.send(notification)
+        except Exception as exc:  # any failure of the channel is recorded and retried, never fatal
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            store.mark_notification_failed(conn, claim, error)
+            log.warning("%s notification %s (%s) failed, attempt %d of %d: %s", channel.name, notification.subject,
+                        notification.title, claim.attempts, settings.max_attempts, error)
+            return "failed"
+    log.info("%s notification sent: %s", channel.name, notification.title)
+    return "sent"
+
+
+def notify_changes(
+    conn: Connection, channels: Sequence[Channel], settings: NotifySettings, as_of: datetime,
+    current_cycle_id: str | None = None, stale_after_s: float = 60.0,
+) -> dict[str, int]:
+    """Send everything due on every channel; returns counts of sent, failed and skipped."""
+    counts: Counter[str] = Counter()
+    for channel in channels:
+        for notification in due_notifications(conn, channel.name, settings, as_of, current_cycle_id,
+                                              stale_after_s):
+            counts[deliver(conn, channel, notification, settings, as_of)] += 1
+    return {"channels": len(channels), **{k: counts[k] for k in ("sent", "failed", "skipped")}}
+
+
+def run(
+    settings: Settings, as_of: datetime, current_cycle_id: str | None = None, dsn: str | None = None,
+    channels: Sequence[Channel] | None = None, notify_settings: NotifySettings | None = None,
+) -> dict[str, int]:
+    """The notification step of a cycle (and of ``heartbeat notify``); ``notify_settings``
+    overrides ``settings.notify``."""
+    from heartbeat import cycle
+
+    notify_settings = notify_settings or settings.notify
+    if channels is None:
+        channels = configured_channels(notify_settings)
+    if not channels:
+        log.info("no notification channel: define the Airflow connection %r (e-mail) or %r (webhook)",
+                 notify_settings.email_conn_id, notify_settings.webhook_conn_id)
+        return {"channels": 0, "sent": 0, "failed": 0, "skipped": 0}
+    with cycle.db_connect(settings, dsn) as conn:
+        counts = notify_changes(conn, channels, notify_settings, as_of, current_cycle_id, settings.stale_after_s)
+    log.info("notifications: %s", counts)
+    return counts

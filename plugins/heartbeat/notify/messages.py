@@ -1,0 +1,92 @@
+"""The texts of notifications: what is said about a status change, a changed host key and a
+stalled monitor. Pure functions of what the store found; nothing here sends or reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from heartbeat.store import FinishedCycle, HostKeyAlertDue, StatusChangeDue
+
+MONITOR = "airflow-ssh-heartbeat"
+OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", "host_key_changed", "monitor_stalled"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing to tell people. ``subject`` is its ledger key (one send per channel)."""
+
+    kind: str
+    subject: str
+    title: str
+    text: str
+    at: datetime
+    server_id: int | None = None
+    server_name: str | None = None
+    event_id: int | None = None
+    alert_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The webhook body; ``text`` also makes it a valid Slack/Mattermost incoming-webhook message."""
+        return {
+            "monitor": MONITOR, "id": self.subject, "kind": self.kind, "title": self.title, "text": self.text,
+            "at": self.at.isoformat(), "server": self.server_name, **self.details,
+        }
+
+
+def _when(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+def status_change_notification(change: StatusChangeDue) -> Notification:
+    where = f"{change.server_name} ({change.host}:{change.port})"
+    if change.kind == OFFLINE:
+        title = f"{change.server_name} is OFFLINE"
+        text = f"{where} is OFFLINE since {_when(change.at)}: {change.reason}"
+    else:
+        title = f"{change.server_name} recovered: {change.to_status}"
+        text = f"{where} is {change.to_status} again since {_when(change.at)}: {change.reason}"
+    return Notification(
+        kind=change.kind, subject=f"status_event:{change.event_id}", title=title, text=text, at=change.at,
+        server_id=change.server_id, server_name=change.server_name, event_id=change.event_id,
+        details={"host": change.host, "port": change.port, "from_status": change.from_status,
+                 "to_status": change.to_status, "reason": change.reason,
+                 "last_error_class": change.last_error_class},
+    )
+
+
+def host_key_notification(alert: HostKeyAlertDue) -> Notification:
+    return Notification(
+        kind=HOST_KEY_CHANGED, subject=f"alert:{alert.alert_id}",
+        title=f"{alert.server_name}: host key changed",
+        text=f"{alert.server_name} ({alert.host}:{alert.port}) presented a different host key at "
+             f"{_when(alert.at)}; its heartbeats stop until this is resolved. {alert.message}",
+        at=alert.at, server_id=alert.server_id, server_name=alert.server_name, alert_id=alert.alert_id,
+        details={"host": alert.host, "port": alert.port, "reason": alert.message},
+    )
+
+
+def stall_notification(
+    last: FinishedCycle | None, current_started_at: datetime | None, stall_after_s: float, as_of: datetime,
+) -> Notification | None:
+    """A stall: the gap between the ``last`` finished cycle and ``as_of`` (or the start of the
+    current cycle, which then reports the stall it ended) is longer than ``stall_after_s``."""
+    if last is None:
+        return None
+    gap_end, resumed = as_of, False
+    if current_started_at is not None and current_started_at >= last.finished_at:
+        gap_end, resumed = current_started_at, True
+    gap_s = (gap_end - last.finished_at).total_seconds()
+    if gap_s <= stall_after_s:
+        return None
+    text = (f"no monitoring cycle finished for {gap_s:.0f} s (the last one, {last.cycle_id}, finished at "
+            f"{_when(last.finished_at)})")
+    text += ("; monitoring has resumed" if resumed else
+             ": is the ssh_heartbeat DAG paused, or the Airflow scheduler down? Server statuses are not updated")
+    return Notification(
+        kind=MONITOR_STALLED, subject=f"monitor_stalled:{last.cycle_id}", title="heartbeat monitor stalled",
+        text=text, at=gap_end, details={"last_cycle_id": last.cycle_id, "stalled_s": round(gap_s),
+                                        "resumed": resumed},
+    )

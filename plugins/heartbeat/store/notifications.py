@@ -1,0 +1,138 @@
+"""Notifications: what is due on a channel, and the ledger (``notification_log``) that makes each
+one sent once per channel (queries in ``include/sql/queries/notifications.sql``).
+
+:func:`claim_notification` and :func:`mark_notification_failed` are meant to run inside the
+caller's transaction, the one that sends: the claimed ledger row stays locked until it commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from heartbeat import sql
+from heartbeat.store._records import Connection, record, records
+
+
+@dataclass(frozen=True)
+class StatusChangeDue:
+    """A server's latest status change, held long enough and not yet told on the channel.
+
+    :param kind: ``offline`` or ``recovered``.
+    """
+
+    event_id: int
+    server_id: int
+    server_name: str
+    host: str
+    port: int
+    from_status: str | None
+    to_status: str
+    at: datetime
+    reason: str
+    last_error_class: str | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class HostKeyAlertDue:
+    """An active host_key_changed alert not yet told on the channel."""
+
+    alert_id: int
+    server_id: int
+    server_name: str
+    host: str
+    port: int
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FinishedCycle:
+    cycle_id: str
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A ledger row taken for sending; ``attempts`` counts this one."""
+
+    id: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class NotificationLogEntry:
+    id: int
+    subject: str
+    channel: str
+    kind: str
+    server_name: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    first_tried_at: datetime
+    sent_at: datetime | None
+
+
+def status_changes_due(
+    conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
+) -> list[StatusChangeDue]:
+    """Status changes to tell on ``channel`` at ``as_of``, oldest first (the rules are in the query)."""
+    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(StatusChangeDue, conn.execute(sql.query("status_change_candidates"), params))
+
+
+def host_key_alerts_due(conn: Connection, channel: str, as_of: datetime, max_attempts: int) -> list[HostKeyAlertDue]:
+    """Active host_key_changed alerts to tell on ``channel`` at ``as_of``, oldest first."""
+    params = {"as_of": as_of, "channel": channel, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(HostKeyAlertDue, conn.execute(sql.query("host_key_alert_candidates"), params))
+
+
+def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:
+    """The last cycle that finished at or before ``as_of``, other than ``current_cycle_id``."""
+    with conn.transaction():
+        row = conn.execute(sql.query("last_finished_cycle"),
+                           {"as_of": as_of, "current_cycle_id": current_cycle_id}).fetchone()
+    return None if row is None else record(FinishedCycle, row)
+
+
+def cycle_started_at(conn: Connection, cycle_id: str) -> datetime | None:
+    with conn.transaction():
+        row = conn.execute(sql.query("cycle_started_at"), {"cycle_id": cycle_id}).fetchone()
+    return None if row is None else row["started_at"]
+
+
+def notification_done(conn: Connection, subject: str, channel: str, max_attempts: int) -> bool:
+    """True when ``subject`` was sent on ``channel``, or given up after ``max_attempts``."""
+    with conn.transaction():
+        row = conn.execute(sql.query("notification_done"),
+                           {"subject": subject, "channel": channel, "max_attempts": max_attempts}).fetchone()
+    return row is not None
+
+
+def claim_notification(
+    conn: Connection, *, subject: str, channel: str, kind: str, as_of: datetime, max_attempts: int,
+    server_id: int | None = None, event_id: int | None = None, alert_id: int | None = None,
+) -> Claim | None:
+    """Take a notification for sending, recorded as sent: a new one, or a failed one with attempts
+    left. None: it is sent, given up, or being sent by someone else."""
+    row = conn.execute(sql.query("claim_notification"), {
+        "subject": subject, "channel": channel, "kind": kind, "server_id": server_id, "event_id": event_id,
+        "alert_id": alert_id, "as_of": as_of, "max_attempts": max_attempts,
+    }).fetchone()
+    return None if row is None else record(Claim, row)
+
+
+def mark_notification_failed(conn: Connection, claim: Claim, error: str) -> None:
+    """Record that sending a claimed notification failed (a later run retries it)."""
+    conn.execute(sql.query("mark_notification_failed"), {"id": claim.id, "error": error})
+
+
+def list_notifications(conn: Connection, limit: int = 50) -> list[NotificationLogEntry]:
+    """The last ``limit`` notifications sent or tried, newest first."""
+    with conn.transaction():
+        return records(NotificationLogEntry, conn.execute(sql.query("list_notifications"), {"limit": limit}))
