@@ -476,8 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Importing Airflow sets up its own logging (everything from INFO, to stdout), which would repeat
+    # what the command prints; the command's set-up comes after it and replaces it: warnings only.
+    import airflow  # noqa: F401
     import psycopg
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
 
     from heartbeat.config import SettingsError
     from heartbeat.connections import ConnectionNotFound

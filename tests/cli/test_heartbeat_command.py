@@ -84,6 +84,17 @@ def test_should_probe_verbosely_and_show_status(heartbeat_env, heartbeat_dsn, fl
     assert {s["server_name"]: s["status"] for s in data["servers"]} == {"web": "ONLINE", "down": "OFFLINE"}
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["verbose", "quiet"])
+def test_should_print_each_failed_attempt_once(heartbeat_env, heartbeat_dsn, verbose):
+    port = refused_port()
+    add_servers(heartbeat_dsn, [{"name": "down", "host": "127.0.0.1", "port": port}])
+    proc = run("probe", *(["--verbose"] if verbose else []))
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if "down" in line]
+    failed = [line for line in lines if "refused" in line]
+    assert len(failed) == 1 and failed[0].startswith("down: FAILED refused"), lines
+    assert lines == ([f"connecting to down (127.0.0.1:{port})"] if verbose else []) + failed
+
+
 def test_should_turn_warning_with_an_alert_and_back(heartbeat_env, heartbeat_dsn, fleet: SshdFleet):
     web = fleet.servers[1]
     add_servers(heartbeat_dsn, [{"name": "web", "host": web.host, "port": web.port}])
