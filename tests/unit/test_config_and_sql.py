@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from heartbeat import sql
-from heartbeat.config import HostKeyPolicy, Settings, SettingsError, settings_from_env
+from heartbeat.config import HostKeyPolicy, NotifySettings, Settings, SettingsError, env_names, settings_from_env
+from heartbeat.flapping import FlapRules
+from heartbeat.status import StatusRules
 
 pytestmark = pytest.mark.unit
 
@@ -29,10 +31,49 @@ def test_should_read_settings_from_heartbeat_variables():
     ({"HEARTBEAT_HOST_KEY_POLICY": "yolo"}, "HEARTBEAT_HOST_KEY_POLICY"),
     ({"HEARTBEAT_CONCURRENCY": "0"}, "concurrency must be at least 1"),
     ({"HEARTBEAT_CONNECT_TIMEOUT_S": "20"}, "cannot exceed probe_timeout_s"),
-])
+    ({"HEARTBEAT_OFFLINE_AFTER_S": "0"}, "offline_after_s must be greater than 0.*HEARTBEAT_OFFLINE_AFTER_S"),
+    ({"HEARTBEAT_RECOVERY_THRESHOLD": "0"}, "recovery_threshold must be at least 1.*HEARTBEAT_RECOVERY_THRESHOLD"),
+    ({"HEARTBEAT_FLAP_WINDOW": "2"}, "flap window must be at least 3.*HEARTBEAT_FLAP_WINDOW"),
+    ({"HEARTBEAT_FLAP_LOW_PCT": "60"}, "flap thresholds need.*HEARTBEAT_FLAP_LOW_PCT"),
+    ({"HEARTBEAT_NOTIFY_AFTER_S": "soon"}, "HEARTBEAT_NOTIFY_AFTER_S='soon' is not a valid value"),
+    ({"HEARTBEAT_NOTIFY_MAX_ATTEMPTS": "0"}, "max_attempts must be at least 1"),
+    ({"HEARTBEAT_NOTIFY_STALL_AFTER_S": "-5"}, "stall_after_s must be greater than 0"),
+], ids=["not-a-number", "unknown-policy", "no-concurrency", "connect-over-probe", "offline-zero",
+        "recovery-zero", "flap-window", "flap-thresholds", "notify-not-a-number", "notify-attempts",
+        "notify-stall"])
 def test_should_refuse_invalid_settings_loudly(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         settings_from_env(env)
+
+
+def test_should_read_notification_settings_with_the_others():
+    settings = settings_from_env({"HEARTBEAT_NOTIFY_AFTER_S": "30", "HEARTBEAT_NOTIFY_STALL_AFTER_S": "600",
+                                  "HEARTBEAT_NOTIFY_WEBHOOK_CONN_ID": "ops_hook", "HEARTBEAT_NOTIFY_MAX_ATTEMPTS": "5"})
+    assert settings.notify == NotifySettings(notify_after_s=30, stall_after_s=600, max_attempts=5,
+                                             webhook_conn_id="ops_hook")
+    assert settings_from_env({}).notify == NotifySettings()
+
+
+def test_should_name_every_variable_it_reads():
+    names = env_names()
+    assert len(names) == len(set(names))
+    assert {"HEARTBEAT_OFFLINE_AFTER_S", "HEARTBEAT_DB_CONN_ID", "HEARTBEAT_NOTIFY_AFTER_S",
+            "HEARTBEAT_NOTIFY_STALL_AFTER_S", "HEARTBEAT_NOTIFY_MAX_ATTEMPTS", "HEARTBEAT_NOTIFY_EMAIL_CONN_ID",
+            "HEARTBEAT_NOTIFY_WEBHOOK_CONN_ID", "HEARTBEAT_NOTIFY_TIMEOUT_S"} <= set(names)
+    words = {"HEARTBEAT_HOST_KEY_POLICY": "strict", "HEARTBEAT_KNOWN_HOSTS_FILE": "/k",
+             "HEARTBEAT_KEX_ALGS": "curve25519-sha256", "HEARTBEAT_FLAP_HIGH_PCT": "60"}
+    for name in names:
+        value = words.get(name, "x" if name.endswith("CONN_ID") else "9")
+        assert settings_from_env({name: value}) != Settings(), f"{name} is not read"
+
+
+def test_should_let_the_rules_validate_themselves():
+    with pytest.raises(ValueError, match="recovery_threshold must be at least 1"):
+        StatusRules(recovery_threshold=0)
+    with pytest.raises(ValueError, match="flap window must be at least 3"):
+        FlapRules(window=2)
+    with pytest.raises(SettingsError, match="timeout_s must be greater than 0"):
+        NotifySettings(timeout_s=0)
 
 
 def test_should_split_named_queries():
