@@ -5,6 +5,12 @@ Each component runs in its own process group with its output in ``<log_dir>/<nam
 :meth:`AirflowProcesses.stop` ends whole process trees, not just groups: Airflow's task
 runners and DAG-file parsers call ``setpgid`` and would otherwise outlive their parents.
 
+:meth:`AirflowProcesses.supervise`, called every few seconds, restarts a component that has
+exited (the scheduler and the dag-processor exit when their metadata database goes away), like
+a container's restart policy: what is left of its process tree is killed first, then it is
+started again after a delay that doubles with each restart in a row (:class:`RestartPolicy`),
+or at once when the metadata database, unreachable meanwhile, answers again.
+
 Loopback only: the api-server binds 127.0.0.1, and the log servers that the scheduler and
 triggerer start by default (which bind every interface) are skipped; finished task logs are
 read from the shared log folder. The environment comes from
@@ -38,6 +44,7 @@ __all__ = [
     "COMPONENTS",
     "AirflowProcesses",
     "AirflowStartError",
+    "RestartPolicy",
     "loopback_environment",
     "loopback_hostname",
     "metadata_dsn",
@@ -59,6 +66,8 @@ runner under load; the scheduler gets the whole ``timeout_s``, as it waits for i
 KILL_TIMEOUT_S = 5.0
 CLI_TIMEOUT_S = 120.0
 POLL_S = 0.5
+LAB_PARENT = Path(__file__).resolve().parents[1]
+"""The folder that holds ``heartbeat_lab``: the components import the hostname callable from it."""
 
 
 class AirflowStartError(RuntimeError):
@@ -72,12 +81,14 @@ def loopback_hostname() -> str:
 
 
 def loopback_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` plus what keeps Airflow on loopback: the hostname callable, and free loopback
-    ports for the worker and trigger log servers (in case they are started after all)."""
+    """``env`` plus what keeps Airflow on loopback: the hostname callable (importable by the
+    components because the folder holding this package goes on ``PYTHONPATH``), and free
+    loopback ports for the worker and trigger log servers (in case they are started after all)."""
     if "AIRFLOW__API__PORT" not in env:
         raise ValueError("the Airflow environment has no api-server port: pass api_port to airflow_environment()")
     return {
         **env,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(LAB_PARENT), env.get("PYTHONPATH", "")) if p),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.loopback_hostname",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
         or str(free_port()),
@@ -86,11 +97,41 @@ def loopback_environment(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When :meth:`AirflowProcesses.supervise` starts an exited component again.
+
+    :param first_delay_s: wait before the first restart (seconds); each further restart in a
+        row waits twice as long as the one before.
+    :param max_delay_s: the longest wait between two restarts (seconds).
+    :param stable_after_s: a component that ran this long before exiting had recovered: its
+        restart waits ``first_delay_s`` again (seconds).
+    """
+
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    stable_after_s: float = 60.0
+
+    def delay_s(self, in_a_row: int) -> float:
+        """The wait before the ``in_a_row``-th restart in a row (1 for the first)."""
+        return min(self.max_delay_s, self.first_delay_s * 2 ** max(0, in_a_row - 1))
+
+
 @dataclass
 class _Component:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    tree: _ProcessTree
+    started_at: float
+    restarts: int = 0
+    in_a_row: int = 0
+    restart_at: float | None = None
+    database_was_down: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.restart_at is None and self.proc.poll() is None
 
 
 class AirflowProcesses(LabService):
@@ -101,6 +142,7 @@ class AirflowProcesses(LabService):
     :param components: which ``airflow`` subcommands to run (default: all four).
     :param serve_logs: let the scheduler and triggerer start their log servers (they bind
         0.0.0.0); off by default.
+    :param restart_policy: how :meth:`supervise` restarts a component that has exited.
     """
 
     def __init__(
@@ -110,11 +152,13 @@ class AirflowProcesses(LabService):
         components: Sequence[str] = COMPONENTS,
         *,
         serve_logs: bool = False,
+        restart_policy: RestartPolicy | None = None,
     ) -> None:
         self._env = loopback_environment(env)
         self._log_dir = Path(log_dir)
         self._names = tuple(components)
         self._serve_logs = serve_logs
+        self._restart_policy = restart_policy or RestartPolicy()
         self._components: list[_Component] = []
 
     @property
@@ -166,13 +210,15 @@ class AirflowProcesses(LabService):
             return
         everything = _ProcessTree({c.proc.pid for c in components})
         everything.refresh()
-        api = [c for c in components if c.name == "api-server"]
-        late = _stop_together([c for c in components if c not in api], timeout_s)
+        running = [c for c in components if c.running]  # not those waiting for a restart
+        api = [c for c in running if c.name == "api-server"]
+        late = _stop_together([c for c in running if c not in api], timeout_s)
         late += _stop_together(api, timeout_s)
         if late:
             log.warning("airflow %s did not stop within its grace time and was killed", ", ".join(late))
         everything.kill(KILL_TIMEOUT_S)
         for component in components:
+            component.tree.kill(KILL_TIMEOUT_S)  # descendants seen by supervise() that left the groups
             with contextlib.suppress(subprocess.TimeoutExpired):
                 component.proc.wait(timeout=1)
 
@@ -184,8 +230,10 @@ class AirflowProcesses(LabService):
         self._components = [c for c in self._components if c.name != name]
         tree = _ProcessTree({c.proc.pid for c in stopping})
         tree.refresh()
-        _stop_together(stopping, timeout_s)
+        _stop_together([c for c in stopping if c.running], timeout_s)
         tree.kill(KILL_TIMEOUT_S)
+        for component in stopping:
+            component.tree.kill(KILL_TIMEOUT_S)
 
     def start_component(self, name: str) -> None:
         """Start one component again after :meth:`stop_component`."""
@@ -201,15 +249,83 @@ class AirflowProcesses(LabService):
     def main_pids(self) -> set[int]:
         """The main process of each running component, without reading /proc (for a sampler
         that asks several times a second)."""
-        return {c.proc.pid for c in self._components if c.proc.poll() is None}
+        return {c.proc.pid for c in self._components if c.running}
+
+    # -- supervision --------------------------------------------------------------------
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart the components that have exited, by :class:`RestartPolicy`; call it every
+        few seconds. Returns what happened, one line per event, for the person watching, e.g.
+        ``airflow scheduler exited with code 1; restarting in 2 s (restart 3)``."""
+        now = time.monotonic() if now is None else now
+        events: list[str] = []
+        table = proc_table()
+        waiting = [c for c in self._components if c.restart_at is not None]
+        database_answers = self._metadata_database_answers() if waiting else None
+        for component in self._components:
+            component.tree.refresh(table)  # remembers descendants, so that leftovers can be killed
+            code = component.proc.poll()
+            if component.restart_at is None:
+                if code is not None:
+                    events.append(self._schedule_restart(component, code, now))
+                continue
+            if database_answers is False:
+                component.database_was_down = True
+            elif database_answers and component.database_was_down and now < component.restart_at:
+                events.append(f"airflow {component.name}: the metadata database answers again; restarting now")
+                component.restart_at = now
+            if now >= component.restart_at:
+                self._restart(component, now)
+        return events
+
+    def seconds_to_next_restart(self, now: float | None = None) -> float | None:
+        """How long until :meth:`supervise` has a restart to do, or None when none is pending."""
+        now = time.monotonic() if now is None else now
+        pending = [c.restart_at for c in self._components if c.restart_at is not None]
+        return max(0.0, min(pending) - now) if pending else None
+
+    def _schedule_restart(self, component: _Component, code: int, now: float) -> str:
+        policy = self._restart_policy
+        ran_s = now - component.started_at
+        component.in_a_row = 1 if ran_s >= policy.stable_after_s else component.in_a_row + 1
+        component.restarts += 1
+        delay_s = policy.delay_s(component.in_a_row)
+        component.restart_at = now + delay_s
+        component.database_was_down = self._metadata_database_answers() is False
+        component.tree.kill(KILL_TIMEOUT_S)  # e.g. the task runners of a scheduler that died
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        message = (f"airflow {component.name} {how} after {_duration(ran_s)}; "
+                   f"restarting in {delay_s:g} s (restart {component.restarts})")
+        with open(component.log_path, "ab") as log_file:
+            log_file.write(f"--- lab: {message} at {time.strftime('%F %T')}\n".encode())
+        log.warning("%s", message)
+        return message
+
+    def _restart(self, component: _Component, now: float) -> None:
+        fresh = self._spawn(component.name)
+        component.proc, component.tree, component.started_at = fresh.proc, fresh.tree, fresh.started_at
+        component.restart_at = None
+
+    def _metadata_database_answers(self) -> bool | None:
+        """Whether the metadata database accepts a connection; None when it cannot be checked."""
+        try:
+            dsn = metadata_dsn(self._env)
+        except (KeyError, ValueError):
+            return None
+        try:
+            with psycopg.connect(dsn, connect_timeout=2):
+                return True
+        except psycopg.Error:
+            return False
 
     # -- health -------------------------------------------------------------------------
 
     def check_running(self) -> None:
-        """Raise with the log tail of the first component that has exited."""
+        """Raise with the log tail of the first component that has exited (and is not waiting
+        for a restart by :meth:`supervise`)."""
         for component in self._components:
             code = component.proc.poll()
-            if code is not None:
+            if code is not None and component.restart_at is None:
                 raise AirflowStartError(
                     f"airflow {component.name} exited with code {code}; log tail from "
                     f"{component.log_path}:\n{tail(component.log_path, 40)}"
@@ -265,7 +381,7 @@ class AirflowProcesses(LabService):
                 start_new_session=True,
             )
         log.info("started airflow %s (pid %s), log %s", name, proc.pid, path)
-        return _Component(name, proc, path)
+        return _Component(name, proc, path, _ProcessTree({proc.pid}), time.monotonic())
 
 
 # -- helpers for callers ---------------------------------------------------------------------
@@ -352,6 +468,17 @@ def _stop_together(components: Sequence[_Component], timeout_s: float) -> list[s
     return late
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def _status(health: Mapping[str, Any], key: str) -> str | None:
     value = health.get(key)
     return value.get("status") if isinstance(value, Mapping) else None
@@ -366,8 +493,8 @@ class _ProcessTree:
         self._seen: dict[int, int] = {}
         self._table: dict[int, ProcStat] = {}
 
-    def refresh(self) -> set[int]:
-        table = proc_table()
+    def refresh(self, table: Mapping[int, ProcStat] | None = None) -> set[int]:
+        table = proc_table() if table is None else dict(table)
         children: dict[int, list[int]] = {}
         for pid, stat in table.items():
             children.setdefault(stat.ppid, []).append(pid)

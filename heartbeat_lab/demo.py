@@ -4,12 +4,18 @@ PostgreSQL (the Airflow metadata and heartbeat databases), the four Airflow comp
 (api-server with the UI, scheduler with LocalExecutor, dag-processor, triggerer) and, unless
 ``--no-fleet``, a demo fleet of real OpenSSH servers on 127.0.0.x: ten healthy, one healthy
 with an active alert (WARNING), and four failing in their own way (refused, silent, wrong
-client key, host key changed since it was pinned). After every cycle, and every ten seconds, a
-one-screen summary of ``heartbeat status`` is printed.
+client key, host key changed since it was pinned). After every cycle, and whenever the counts
+change in between (servers turning STALE while the monitor is stalled, the database unreachable),
+a one-screen summary of ``heartbeat status`` is printed.
+
+The demo supervises what it started, as a container's restart policy would: an Airflow component
+that exits (the scheduler and the dag-processor do when the database goes away) is started again
+after 1, 2, 4 ... up to 30 s, or as soon as the database answers again, and each restart is
+printed. Its private PostgreSQL is not restarted (see :func:`watch_postgres`).
 
 State lives in one folder (``.state/`` by default): running again resumes with the same
-databases, keys, host keys and Airflow home; ``make clean`` starts afresh. Ctrl-C or SIGTERM
-stops everything that was started.
+databases, keys, host keys and Airflow home; ``make clean`` starts afresh. Ctrl-C (SIGINT, even when
+the parent shell ignores it), SIGTERM or SIGHUP stops everything that was started.
 
 With ``--no-fleet`` the same stack monitors your own inventory: define the SSH connection
 (``AIRFLOW_CONN_HEARTBEAT_SSH``, or ``heartbeat_ssh`` in the UI) and add servers with
@@ -65,11 +71,11 @@ from heartbeat_lab.airflow_env import (
 )
 from heartbeat_lab.airflow_env import migrate_metadata as migrate_airflow_metadata
 from heartbeat_lab.airflow_procs import AirflowProcesses, AirflowStartError, unpause_dag, wait_for_dag
+from heartbeat_lab.postgres import describe_exit
 
 EXIT_OK, EXIT_ERROR = 0, 1
 DAG_ID = "ssh_heartbeat"
 LOOPBACK = "127.0.0.1"
-STATUS_EVERY_S = 10.0
 POLL_S = 2.0
 MAX_DETAIL_LINES = 8
 MAIN_STATUSES = ("ONLINE", "WARNING", "OFFLINE")
@@ -104,7 +110,6 @@ class Options:
     port: int
     fleet: bool
     exit_after_s: float | None
-    status_every_s: float = STATUS_EVERY_S
 
 
 @dataclass(frozen=True)
@@ -377,23 +382,54 @@ def status_summary(report: Mapping[str, Any], now: datetime) -> list[str]:
     return lines
 
 
-def watch(procs: AirflowProcesses, options: Options, deadline: float | None) -> None:
-    """Print the summary when a cycle has finished and every ``status_every_s`` in between, until
-    Ctrl-C, SIGTERM or the deadline."""
-    shown_cycle: object = None
-    next_print = time.monotonic()
+def summary_key(report: Mapping[str, Any]) -> tuple[object, ...]:
+    """What makes a summary worth printing again: a new cycle, or other counts per status."""
+    cycle = (report.get("last_cycle") or {}).get("cycle_id")
+    return cycle, tuple(sorted(Counter(r["status"] for r in report["servers"]).items()))
+
+
+def watch_postgres(postgres: PostgresServer, reported: bool) -> bool:
+    """Say once that the demo's private PostgreSQL has exited; returns whether that has been said.
+
+    The demo does not restart it. The postmaster restarts its own crashed backends (crash
+    recovery), so a postmaster that exits was shut down on purpose (``pg_ctl stop``, a signal)
+    or hit something a restart does not mend (a full disk, a damaged data directory); starting it
+    again behind the operator's back would fight the first and hide the second. Airflow and the
+    summary carry on retrying meanwhile, and resume by themselves once it runs again.
+    """
+    if postgres.is_running() or reported:
+        return reported
+    print(f"{time.strftime('%H:%M:%S')}  PostgreSQL {describe_exit(postgres.returncode)}; the demo does not "
+          f"restart it (log {postgres.log_path}): nothing is recorded until it runs again; "
+          "stop the demo and run it again to start it (the state is kept)", flush=True)
+    return True
+
+
+def watch(procs: AirflowProcesses, postgres: PostgresServer, options: Options, deadline: float | None) -> None:
+    """Print the summary when a cycle has finished or the counts have changed, and restart Airflow
+    components that exit, until Ctrl-C, SIGTERM or the deadline."""
+    shown: object = None
+    next_read = time.monotonic()
+    postgres_reported = False
     while deadline is None or time.monotonic() < deadline:
-        procs.check_running()
-        try:
-            report = read_status()
-            lines = status_summary(report, datetime.now().astimezone())
-            cycle = (report.get("last_cycle") or {}).get("cycle_id")
-        except DemoError as exc:  # a transient database error must not end the demo
-            lines, cycle = [f"{time.strftime('%H:%M:%S')}  cannot read the status: {exc}"], shown_cycle
-        if cycle != shown_cycle or time.monotonic() >= next_print:
-            print("\n".join(lines), flush=True)
-            shown_cycle, next_print = cycle, time.monotonic() + options.status_every_s
-        time.sleep(POLL_S)
+        for event in procs.supervise():
+            print(f"{time.strftime('%H:%M:%S')}  {event}", flush=True)
+        postgres_reported = watch_postgres(postgres, postgres_reported)
+        if time.monotonic() >= next_read:
+            next_read = time.monotonic() + POLL_S
+            try:
+                report = read_status()
+                key: object = summary_key(report)
+                lines = status_summary(report, datetime.now().astimezone())
+            except (DemoError, psycopg.Error) as exc:  # a database outage must not end the demo
+                message = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("error: ")
+                lines, key = [f"{time.strftime('%H:%M:%S')}  cannot read the status: {message}"], message
+            if key != shown:
+                print("\n".join(lines), flush=True)
+                shown = key
+        pause = min(POLL_S, max(0.0, next_read - time.monotonic()))
+        restart_in = procs.seconds_to_next_restart()
+        time.sleep(max(0.1, min(pause, restart_in) if restart_in is not None else pause))
     raise StopDemo(f"--exit-after {options.exit_after_s:g} s reached")
 
 
@@ -411,7 +447,7 @@ def print_banner(options: Options, env: Mapping[str, str]) -> None:
     state = options.state_dir
     print(f"""
 Airflow UI   http://{LOOPBACK}:{options.port}   login {ADMIN_USER} / {password}
-DAG          {DAG_ID}, every 30 s; a summary follows every {options.status_every_s:g} s
+DAG          {DAG_ID}, every 30 s; a summary follows each cycle, and each change in between
 CLI          source {state / 'heartbeat.env'} && .venv/bin/heartbeat status --verbose
 Logs         {state / 'logs'} (components), {state / 'airflow' / 'logs'} (tasks)
 Stop         Ctrl-C (state is kept in {state}; `make clean` removes it)
@@ -456,7 +492,7 @@ def run(options: Options, stack: contextlib.ExitStack) -> None:
     progress.step(f"Airflow: {DAG_ID} parsed and scheduled; its first cycle follows")
     print_banner(options, procs.env)
     os.environ.update({k: v for k, v in procs.env.items() if k.startswith(("AIRFLOW", "HEARTBEAT_"))})
-    watch(procs, options, deadline)
+    watch(procs, postgres, options, deadline)
 
 
 def explain_own_setup(dsn: str, ssh_json: str | None, state_dir: Path) -> None:
@@ -472,12 +508,15 @@ def explain_own_setup(dsn: str, ssh_json: str | None, state_dir: Path) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the demo like Ctrl-C does."""
+    """SIGTERM and SIGHUP stop the demo like Ctrl-C does; Ctrl-C (SIGINT) stops it even when it
+    was started with SIGINT ignored (``trap '' INT`` in a script; ``cmd &`` in a non-interactive
+    shell): Python then keeps the inherited SIG_IGN instead of raising KeyboardInterrupt."""
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         raise StopDemo(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

@@ -32,7 +32,7 @@ from psycopg import sql
 from heartbeat_lab.ports import free_port, require_loopback
 from heartbeat_lab.service import LabService, tail
 
-__all__ = ["PostgresServer", "find_postgres_bindir"]
+__all__ = ["PostgresServer", "describe_exit", "find_postgres_bindir"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,20 @@ def find_postgres_bindir() -> Path:
     if on_path and _is_bindir(Path(on_path).parent):
         return Path(on_path).parent
     raise FileNotFoundError(f"no PostgreSQL server binaries found; {_INSTALL_HINT}")
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a postmaster ended, in words: ``was shut down (exit 0)``, ``was killed by SIGKILL``."""
+    if returncode is None:
+        return "has stopped"
+    if returncode == 0:
+        return "was shut down (exit 0)"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 def _is_bindir(path: Path) -> bool:
@@ -153,6 +167,12 @@ class PostgresServer(LabService):
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The postmaster's exit status once it has exited by itself (negative: killed by that
+        signal); None while it runs or after :meth:`stop`."""
+        return None if self._proc is None else self._proc.poll()
 
     # -- connection strings ---------------------------------------------------------
 
