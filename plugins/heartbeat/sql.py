@@ -1,5 +1,6 @@
 """Where the SQL lives (``include/sql``) and how it is read: migrations, repeatable views and
-named queries (``-- name: foo`` sections, parameters bound by psycopg)."""
+named queries (``-- name: foo`` sections, parameters bound by psycopg). Only :mod:`heartbeat.store`
+runs them: ``queries/<module>.sql`` holds the queries of ``store/<module>.py``."""
 
 from __future__ import annotations
 

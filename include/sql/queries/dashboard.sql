@@ -1,5 +1,6 @@
--- Named queries of the Fleet heartbeat page's JSON API (plugins/heartbeat/web). They read the
--- dashboard views (include/sql/views/030_dashboard_views.sql); parameters are bound by psycopg.
+-- Named queries of the Fleet heartbeat page's JSON API (plugins/heartbeat/store/dashboard.py, for
+-- plugins/heartbeat/web). They read the dashboard views (include/sql/views/030_dashboard_views.sql);
+-- parameters are bound by psycopg.
 
 -- name: dashboard_servers
 -- Optional filters: an exact status and a case-insensitive part of the name (NULL: no filter).
