@@ -61,10 +61,13 @@ def test_should_give_the_heartbeat_database_session_the_options_and_sslmode_of_i
     monkeypatch.setenv("AIRFLOW_CONN_HEARTBEAT_DB", postgres_connection_json(
         postgres.host, postgres.port, database_of(heartbeat_dsn), extra=STATEMENT_TIMEOUT))
 
-    for opened in (connections.heartbeat_db_connection("heartbeat_db"), cycle.db_connect(SETTINGS)):
+    from heartbeat.web.app import Database
+
+    for opened in (connections.heartbeat_db_connection("heartbeat_db"), cycle.db_connect(SETTINGS),
+                   Database().open()):  # the task, the command line, the dashboard
         with opened as conn:
             assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "4321ms"}
-            assert conn.execute("SHOW application_name").fetchone()["application_name"] == "airflow-ssh-heartbeat"
+            assert conn.execute("SHOW application_name").fetchone() == {"application_name": "airflow-ssh-heartbeat"}
             assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == {
                 "ssl": False}
             assert not conn.autocommit
