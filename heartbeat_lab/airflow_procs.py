@@ -6,10 +6,14 @@ Each component runs in its own process group with its output in ``<log_dir>/<nam
 runners and DAG-file parsers call ``setpgid`` and would otherwise outlive their parents.
 
 :meth:`AirflowProcesses.supervise`, called every few seconds, restarts a component that has
-exited (the scheduler and the dag-processor exit when their metadata database goes away), like
-a container's restart policy: what is left of its process tree is killed first, then it is
-started again after a delay that doubles with each restart in a row (:class:`RestartPolicy`),
-or at once when the metadata database, unreachable meanwhile, answers again.
+exited (the scheduler, the dag-processor and the triggerer exit when their metadata database goes
+away), like a container's restart policy: what is left of its process tree is killed first, then
+it is started again after a delay that doubles with each restart in a row (:class:`RestartPolicy`),
+or at once when the metadata database, unreachable meanwhile, answers again. Like a liveness
+probe, it also kills and restarts a component that still runs but that the api-server has reported
+unhealthy (no heartbeat) for a while although the metadata database is healthy: the scheduler of
+3.3.2, on losing its database, can stop at "Shutting down LocalExecutor; waiting for running tasks
+to finish" and never exit.
 
 Loopback only: the api-server binds 127.0.0.1, and the log servers that the scheduler and
 triggerer start by default (which bind every interface) are skipped; finished task logs are
@@ -30,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +71,7 @@ runner under load; the scheduler gets the whole ``timeout_s``, as it waits for i
 KILL_TIMEOUT_S = 5.0
 CLI_TIMEOUT_S = 120.0
 POLL_S = 0.5
+HEALTH_EVERY_S = 5.0
 LAB_PARENT = Path(__file__).resolve().parents[1]
 """The folder that holds ``heartbeat_lab``: the components import the hostname callable from it."""
 
@@ -106,11 +112,18 @@ class RestartPolicy:
     :param max_delay_s: the longest wait between two restarts (seconds).
     :param stable_after_s: a component that ran this long before exiting had recovered: its
         restart waits ``first_delay_s`` again (seconds).
+    :param unhealthy_after_s: a running component that the api-server reports unhealthy this
+        long in a row, with the metadata database healthy, is killed and restarted (seconds).
+        Airflow reports a component unhealthy once its last heartbeat is older than
+        ``[scheduler] scheduler_health_check_threshold`` (30 s).
+    :param startup_grace_s: how long a freshly started component is not judged by its health.
     """
 
     first_delay_s: float = 1.0
     max_delay_s: float = 30.0
     stable_after_s: float = 60.0
+    unhealthy_after_s: float = 10.0
+    startup_grace_s: float = 30.0
 
     def delay_s(self, in_a_row: int) -> float:
         """The wait before the ``in_a_row``-th restart in a row (1 for the first)."""
@@ -128,6 +141,7 @@ class _Component:
     in_a_row: int = 0
     restart_at: float | None = None
     database_was_down: bool = False
+    unhealthy_since: float | None = None
 
     @property
     def running(self) -> bool:
@@ -160,6 +174,7 @@ class AirflowProcesses(LabService):
         self._serve_logs = serve_logs
         self._restart_policy = restart_policy or RestartPolicy()
         self._components: list[_Component] = []
+        self._next_health_check = 0.0
 
     @property
     def env(self) -> dict[str, str]:
@@ -262,12 +277,16 @@ class AirflowProcesses(LabService):
         table = proc_table()
         waiting = [c for c in self._components if c.restart_at is not None]
         database_answers = self._metadata_database_answers() if waiting else None
+        health = self._health_if_due(now)
         for component in self._components:
             component.tree.refresh(table)  # remembers descendants, so that leftovers can be killed
             code = component.proc.poll()
             if component.restart_at is None:
                 if code is not None:
-                    events.append(self._schedule_restart(component, code, now))
+                    how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+                    events.append(self._schedule_restart(component, how, now))
+                elif health is not None and (hung := self._hung(component, health, now)):
+                    events.append(self._schedule_restart(component, hung, now))
                 continue
             if database_answers is False:
                 component.database_was_down = True
@@ -284,7 +303,36 @@ class AirflowProcesses(LabService):
         pending = [c.restart_at for c in self._components if c.restart_at is not None]
         return max(0.0, min(pending) - now) if pending else None
 
-    def _schedule_restart(self, component: _Component, code: int, now: float) -> str:
+    def _health_if_due(self, now: float) -> Mapping[str, Any] | None:
+        """The api-server's health document every ``HEALTH_EVERY_S``, when it says the metadata
+        database is healthy (otherwise no component can heartbeat, hung or not)."""
+        api = [c for c in self._components if c.name == "api-server" and c.running]
+        if now < self._next_health_check or not api:
+            return None
+        self._next_health_check = now + HEALTH_EVERY_S
+        health = self.health()
+        if health is None or _status(health, "metadatabase") != "healthy":
+            return None
+        return health
+
+    def _hung(self, component: _Component, health: Mapping[str, Any], now: float) -> str | None:
+        """Why a running component counts as hung (unhealthy for ``unhealthy_after_s``), else None."""
+        key = HEALTH_KEYS.get(component.name)
+        policy = self._restart_policy
+        if key is None or _status(health, key) in ("healthy", None) or (
+                now - component.started_at < policy.startup_grace_s):
+            component.unhealthy_since = None
+            return None
+        if component.unhealthy_since is None:
+            component.unhealthy_since = now
+        if now - component.unhealthy_since < policy.unhealthy_after_s:
+            return None
+        report = health.get(key)
+        last = report.get(f"latest_{key}_heartbeat") if isinstance(report, Mapping) else None
+        return (f"has run without a heartbeat (last {_clock(last)}) for {now - component.unhealthy_since:.0f} s "
+                "since the metadata database is healthy, so it was killed")
+
+    def _schedule_restart(self, component: _Component, how: str, now: float) -> str:
         policy = self._restart_policy
         ran_s = now - component.started_at
         component.in_a_row = 1 if ran_s >= policy.stable_after_s else component.in_a_row + 1
@@ -292,9 +340,11 @@ class AirflowProcesses(LabService):
         delay_s = policy.delay_s(component.in_a_row)
         component.restart_at = now + delay_s
         component.database_was_down = self._metadata_database_answers() is False
+        component.unhealthy_since = None
         component.tree.kill(KILL_TIMEOUT_S)  # e.g. the task runners of a scheduler that died
-        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
-        message = (f"airflow {component.name} {how} after {_duration(ran_s)}; "
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            component.proc.wait(timeout=1)
+        message = (f"airflow {component.name} {how} (up {_duration(ran_s)}); "
                    f"restarting in {delay_s:g} s (restart {component.restarts})")
         with open(component.log_path, "ab") as log_file:
             log_file.write(f"--- lab: {message} at {time.strftime('%F %T')}\n".encode())
@@ -473,6 +523,14 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _clock(iso: object) -> str:
+    """An ISO timestamp from the health document as local HH:MM:SS."""
+    try:
+        return datetime.fromisoformat(str(iso)).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return "never" if iso is None else str(iso)
 
 
 def _duration(seconds: float) -> str:

@@ -1,5 +1,6 @@
 """``python -m heartbeat_lab.demo`` for real, as ``make demo`` runs it: every status with its reason
-within two minutes, then Ctrl-C leaves no process behind."""
+within two minutes, each summary printed once, then Ctrl-C leaves no process behind, also when
+the demo was started with SIGINT ignored."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,6 +29,9 @@ STATUSES_WITHIN_S = 120
 STOP_WITHIN_S = 60
 EXIT_AFTER_S = 230  # the demo ends by itself even if this test dies
 SUMMARY = re.compile(r"15 servers: 10 ONLINE, 1 WARNING, 4 OFFLINE")
+SUMMARY_LINE = re.compile(r"^\d\d:\d\d:\d\d  \d+ servers: .*\(last cycle finished (?P<cycle>[\d:]+)\)$")
+CYCLE_FINISHED = re.compile(r"\(last cycle finished [\d:]+\)$")
+CYCLE_S = 30
 
 EXPECTED = {  # server -> (status, error class of the last attempt)
     **{f"web-{i:02d}": ("ONLINE", None) for i in range(1, 11)},
@@ -43,21 +48,26 @@ class Output:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
+        self.timed: list[tuple[float, str]] = []  # (monotonic time read, line)
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
+            self.timed.append((time.monotonic(), line.rstrip("\n")))
             self.lines.append(line.rstrip("\n"))
 
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, pattern: re.Pattern[str], timeout_s: float, proc: subprocess.Popen[str]) -> float:
+    def wait_for(self, pattern: re.Pattern[str], timeout_s: float, proc: subprocess.Popen[str],
+                 after: float | None = None) -> float:
+        """Wait (bounded) for a line matching ``pattern`` (read after the monotonic time ``after``,
+        if given); returns when it was seen."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if any(pattern.search(line) for line in list(self.lines)):
+            if any(pattern.search(line) for seen, line in list(self.timed) if after is None or seen > after):
                 return time.monotonic()
             assert proc.poll() is None, f"the demo exited with {proc.returncode}:\n{self.text()[-5000:]}"
             time.sleep(0.5)
@@ -107,12 +117,17 @@ def start_time(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
-    state = tmp_path / "state"
+@contextlib.contextmanager
+def running_demo(state: Path, exit_after_s: float = EXIT_AFTER_S, *, ignore_sigint: bool = False
+                 ) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
+    """The demo as ``make demo`` starts it, on its own state folder and a free UI port; whatever
+    is left of it is killed at the end. ``ignore_sigint``: started from a shell that ignores
+    SIGINT (``trap '' INT``), as a script or a service manager may do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HEARTBEAT_"))}
     command = [sys.executable, "-m", "heartbeat_lab.demo", "--state-dir", str(state), "--port", str(free_port()),
-               "--exit-after", str(EXIT_AFTER_S)]
+               "--exit-after", str(exit_after_s)]
+    if ignore_sigint:
+        command = ["bash", "-c", f"trap '' INT; exec {shlex.join(command)}"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -126,6 +141,38 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
+    with running_demo(tmp_path / "state") as running:
+        yield running
+
+
+def ignored_signals(pid: int) -> int:
+    """The bit mask of signals a process ignores (``SigIgn`` in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn line for pid {pid}")
+
+
+def assert_stops_on_sigint(proc: subprocess.Popen[str], output: Output, state: Path) -> float:
+    """SIGINT to the demo: it exits 0 and no process it started survives; returns the seconds taken."""
+    started_processes = {pid: start_time(pid) for pid in descendants(proc.pid) | processes_of(state)}
+    assert len(started_processes) > 20, "expected sshd, postgres and airflow processes"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=STOP_WITHIN_S)
+    took = time.monotonic() - sent
+    time.sleep(1.0)  # let the output thread drain
+
+    assert code == 0, output.text()[-5000:]
+    assert "Ctrl-C: stopping" in output.text() and "stopped in" in output.text()
+    survivors = sorted(pid for pid, since in started_processes.items() if since and start_time(pid) == since)
+    survivors += sorted(processes_of(state))
+    assert not survivors, f"still running after Ctrl-C: {survivors}"
+    return took
 
 
 def test_should_show_every_status_within_two_minutes_and_leave_nothing_behind_on_ctrl_c(demo):
@@ -142,14 +189,27 @@ def test_should_show_every_status_within_two_minutes_and_leave_nothing_behind_on
     assert reasons["db-01"].endswith("; 1 active alert")
     assert reasons["backup-01"] == "no heartbeat yet; last attempt: connection refused"
 
-    started_processes = {pid: start_time(pid) for pid in descendants(proc.pid) | processes_of(state)}
-    assert len(started_processes) > 20, "expected sshd, postgres and airflow processes"
-    proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=STOP_WITHIN_S)
-    time.sleep(1.0)  # let the output thread drain
+    next_cycle = output.wait_for(CYCLE_FINISHED, CYCLE_S + 30, proc, after=seen)
+    summaries = [line for line in output.lines[:] if SUMMARY_LINE.search(line)]
+    assert len(summaries) == len({SUMMARY_LINE.search(line).group("cycle") for line in summaries}), (
+        "a summary was printed twice for the same cycle and counts:\n" + "\n".join(summaries))
+    print(f"demo: next cycle {next_cycle - seen:.0f} s later; {len(summaries)} summaries, one per cycle")
 
-    assert code == 0, output.text()[-5000:]
-    assert "Ctrl-C: stopping" in output.text() and "stopped in" in output.text()
-    survivors = sorted(pid for pid, since in started_processes.items() if since and start_time(pid) == since)
-    survivors += sorted(processes_of(state))
-    assert not survivors, f"still running after Ctrl-C: {survivors}"
+    took = assert_stops_on_sigint(proc, output, state)
+    print(f"demo: stopped {took:.0f} s after Ctrl-C")
+
+
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def test_should_stop_on_ctrl_c_when_started_with_sigint_ignored(tmp_path):
+    inherited = subprocess.run(["bash", "-c", "trap '' INT; exec grep SigIgn /proc/self/status"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+    assert int(inherited.split()[1], 16) & SIGINT_BIT, f"trap '' INT should pass SIG_IGN on: {inherited}"
+
+    with running_demo(tmp_path / "state", ignore_sigint=True) as (proc, output, state):
+        output.wait_for(re.compile(r"^Airflow UI "), STATUSES_WITHIN_S, proc)
+        assert not ignored_signals(proc.pid) & SIGINT_BIT, "the demo kept the inherited SIG_IGN for SIGINT"
+
+        took = assert_stops_on_sigint(proc, output, state)
+        print(f"demo started with SIGINT ignored: stopped {took:.0f} s after SIGINT")
