@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint test test-fast demo up bench clean
+.PHONY: venv system-deps lint test test-fast screenshots demo up bench clean
 
 # System packages the tests and the demo run for real: OpenSSH sshd and a PostgreSQL server.
 system-deps:
@@ -41,6 +41,11 @@ test: system-deps venv lint
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "unit or dag_validation" $(PYTEST_ARGS)
+
+# The README's screenshots, taken by the browser test (which otherwise writes to .state/test-screenshots).
+SCREENSHOTS_DIR ?= docs/screenshots
+screenshots: system-deps venv
+	SCREENSHOTS_DIR="$(abspath $(SCREENSHOTS_DIR))" $(BIN)/python -m pytest tests/ui -k real_browser $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(BIN)/python -m heartbeat_lab.demo $(DEMO_ARGS)
