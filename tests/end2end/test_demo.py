@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -118,11 +120,29 @@ def start_time(pid: int) -> int | None:
 
 
 @contextlib.contextmanager
-def running_demo(state: Path, exit_after_s: float = EXIT_AFTER_S, *, ignore_sigint: bool = False
+def state_folder() -> Iterator[Path]:
+    """A demo state folder outside pytest's temporary folder: another pytest session resets that
+    folder's mode to 0700, which would lock the demo's PostgreSQL (user postgres) out of its data."""
+    root = Path(tempfile.mkdtemp(prefix="heartbeat-demo-"))
+    try:
+        yield root / "state"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_demo(exit_after_s: float = EXIT_AFTER_S, *, ignore_sigint: bool = False
                  ) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
     """The demo as ``make demo`` starts it, on its own state folder and a free UI port; whatever
     is left of it is killed at the end. ``ignore_sigint``: started from a shell that ignores
     SIGINT (``trap '' INT``), as a script or a service manager may do."""
+    with state_folder() as state, _launched(state, exit_after_s, ignore_sigint) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _launched(state: Path, exit_after_s: float, ignore_sigint: bool
+              ) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HEARTBEAT_"))}
     command = [sys.executable, "-m", "heartbeat_lab.demo", "--state-dir", str(state), "--port", str(free_port()),
                "--exit-after", str(exit_after_s)]
@@ -144,8 +164,8 @@ def running_demo(state: Path, exit_after_s: float = EXIT_AFTER_S, *, ignore_sigi
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
-    with running_demo(tmp_path / "state") as running:
+def demo() -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
+    with running_demo() as running:
         yield running
 
 
@@ -202,12 +222,12 @@ def test_should_show_every_status_within_two_minutes_and_leave_nothing_behind_on
 SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 
-def test_should_stop_on_ctrl_c_when_started_with_sigint_ignored(tmp_path):
+def test_should_stop_on_ctrl_c_when_started_with_sigint_ignored():
     inherited = subprocess.run(["bash", "-c", "trap '' INT; exec grep SigIgn /proc/self/status"],
                                capture_output=True, text=True, check=True, timeout=10).stdout
     assert int(inherited.split()[1], 16) & SIGINT_BIT, f"trap '' INT should pass SIG_IGN on: {inherited}"
 
-    with running_demo(tmp_path / "state", ignore_sigint=True) as (proc, output, state):
+    with running_demo(ignore_sigint=True) as (proc, output, state):
         output.wait_for(re.compile(r"^Airflow UI "), STATUSES_WITHIN_S, proc)
         assert not ignored_signals(proc.pid) & SIGINT_BIT, "the demo kept the inherited SIG_IGN for SIGINT"
 
