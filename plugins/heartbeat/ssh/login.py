@@ -4,7 +4,8 @@ authentication, disconnect. No channel is ever opened.
 A general SSH library spends most of a heartbeat's client CPU on machinery the heartbeat never
 uses (channels, a ``none`` authentication and a public-key query before the signed request,
 per-packet logging). This client sends the signed request straight away and reads every reply
-through one small loop: about a third of the CPU per login (``bench/fleet_bench.py``).
+through one small loop, for much less client CPU per login (measured against asyncssh in
+``bench/fleet_bench.py``; the figures are in docs/benchmarks.md).
 
 What it checks, as any SSH client must: the server's signature over the exchange hash with the
 negotiated host key algorithm, before the host key decision is asked; the peer's ECDH/X25519/DH
@@ -68,8 +69,8 @@ EXT_INFO_CLIENT = "ext-info-c"
 # name: (hash, kind, curve or group size), in the order offered by default: ECDH on NIST P-256
 # first, then X25519, the larger curves, and finite-field groups last. OpenSSH up to 9.x computes
 # P-256 with OpenSSL's optimised code but X25519 with its own portable code: a login that agrees
-# on P-256 costs the monitored sshd about 4 ms less CPU, a quarter of its CPU per login
-# (bench/fleet_bench.py, docs/benchmarks.md). The session carries no data, so a post-quantum
+# on P-256 costs the monitored sshd noticeably less CPU per login (bench/fleet_bench.py; the
+# figures are in docs/benchmarks.md). The session carries no data, so a post-quantum
 # hybrid exchange would protect nothing and cost the servers most. HEARTBEAT_KEX_ALGS overrides.
 KEX_METHODS: dict[str, tuple[str, str, int]] = {
     "ecdh-sha2-nistp256": ("sha256", "ecdh", 256),
@@ -215,8 +216,8 @@ class Connection(asyncio.Protocol):
     The socket stays registered with the event loop for the whole login, and bytes are handed
     over as they arrive: no registration, future and extra system calls per read as with
     ``loop.sock_recv``, and no thread-pool address lookup per connect as with
-    ``loop.sock_connect``: about a tenth less client CPU per login (2.05 against 2.27 ms in
-    alternating runs of 1,000 logins on a loaded machine).
+    ``loop.sock_connect``: measurably less client CPU per login in alternating runs
+    (``bench/login_cpu.py``).
     Reading pauses while more than ``MAX_BUFFERED_BYTES`` wait unread: a server that floods the
     connection cannot fill the monitor's memory.
     """
