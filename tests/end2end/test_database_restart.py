@@ -36,7 +36,8 @@ POSTGRES_STOP_WITHIN_S = 20.0
 EXIT_AFTER_S = 560  # the demo ends by itself even if this test dies
 RESTART_LINE = re.compile(r"^\d\d:\d\d:\d\d  airflow (?P<name>scheduler|dag-processor|triggerer) (?P<how>.+) "
                           r"\(up \d+ (s|min)\); restarting in \d+ s \(restart (?P<n>\d+)\)$")
-POSTGRES_GONE_LINE = re.compile(r"  PostgreSQL (was shut down \(exit 0\)|exited with code \d+); the demo does not restart it")
+POSTGRES_GONE_LINE = re.compile(r"  PostgreSQL (was shut down \(exit 0\)|exited with code \d+); "
+                                r"the demo does not restart it")
 STALE_SUMMARY = re.compile(r"15 servers: 0 ONLINE, 0 WARNING, 0 OFFLINE, 15 STALE")
 UP = {name for name, (status, _) in EXPECTED.items() if status != "OFFLINE"}
 
