@@ -142,11 +142,28 @@ def probe_shard(
                      (time.process_time() - cpu_started) * 1000.0, login_cpu_s * 1000.0)
 
 
+class CycleRecordedNothing(RuntimeError):
+    """A cycle whose probe tasks recorded no attempt (typically: the heartbeat database was
+    unreachable when they ran). Deciding statuses from it would turn every server OFFLINE for a
+    fault of the monitor's own."""
+
+
 def materialise(
     settings: Settings, cycle_id: str, as_of: datetime, dsn: str | None = None
 ) -> dict[str, int]:
-    """Materialise every server's status at ``as_of``, close the cycle record, enforce retention."""
+    """Materialise every server's status at ``as_of``, close the cycle record, enforce retention.
+
+    A cycle that recorded no attempt while servers are enabled decides nothing and stays
+    unfinished: the statuses keep what the last complete cycle decided, and the views read STALE
+    once no cycle has finished for ``stale_after_s``, instead of a false OFFLINE for the fleet.
+    """
     with db_connect(settings, dsn) as conn:
+        enabled = store.enabled_server_count(conn)
+        if enabled and store.cycle_probe_counts(conn, cycle_id).servers == 0:
+            raise CycleRecordedNothing(
+                f"cycle {cycle_id} recorded no probe attempt for {enabled} enabled servers (see the "
+                "probe tasks' logs); statuses are left as the last complete cycle decided them"
+            )
         counts = store.materialise_status(conn, as_of, settings.status_rules)
         store.finish_cycle(conn, cycle_id, as_of, as_of, counts)
         counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)

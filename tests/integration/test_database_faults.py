@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -80,3 +81,23 @@ def test_should_say_which_connection_to_check_when_the_database_is_down(postgres
         assert "AIRFLOW_CONN_HEARTBEAT_DB" in str(err.value)
     finally:
         postgres.start()
+
+
+def test_should_decide_nothing_from_a_cycle_whose_probes_recorded_no_attempt(
+        postgres, heartbeat_env, heartbeat_dsn, fleet: SshdFleet):
+    """Probe tasks that could not reach the database record nothing: the materialise step then
+    leaves the last complete cycle's statuses (read STALE later), not a false OFFLINE fleet."""
+    web = fleet.servers[0]
+    add_servers(heartbeat_dsn, [{"name": "web", "host": web.host, "port": web.port}])
+    [shard] = cycle.load_shards(SETTINGS, "c1", cycle.utc_now())
+    cycle.probe_shard(SETTINGS, "c1", shard)
+    assert cycle.materialise(SETTINGS, "c1", cycle.utc_now())["online"] == 1
+
+    much_later = cycle.utc_now() + timedelta(minutes=10)  # the heartbeat is long stale by then
+    with store.connect(heartbeat_dsn) as conn:
+        store.start_cycle(conn, "c2", much_later)
+    with pytest.raises(cycle.CycleRecordedNothing, match="recorded no probe attempt for 1 enabled servers"):
+        cycle.materialise(SETTINGS, "c2", much_later)
+    [row] = query(heartbeat_dsn, "SELECT status FROM server_status")
+    assert row["status"] == "ONLINE"
+    assert query(heartbeat_dsn, "SELECT finished_at FROM cycles WHERE cycle_id = 'c2'")[0]["finished_at"] is None

@@ -7,6 +7,9 @@ FROM servers
 WHERE enabled
 ORDER BY id;
 
+-- name: count_enabled_servers
+SELECT count(*) AS n FROM servers WHERE enabled;
+
 -- name: load_enabled_servers_by_id
 -- One shard's servers as they are now (a shard names its servers by id).
 SELECT id, name, host, port, username, conn_id, host_key

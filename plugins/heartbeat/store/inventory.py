@@ -97,6 +97,14 @@ def upsert_servers(conn: Connection, specs: Iterable[ServerSpec]) -> tuple[int, 
     return inserted, updated
 
 
+def enabled_server_count(conn: Connection) -> int:
+    """How many servers a cycle should probe."""
+    with conn.transaction():
+        row = conn.execute(sql.query("count_enabled_servers")).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
 def list_servers(conn: Connection) -> list[ServerRecord]:
     """Every server of the inventory, by name."""
     with conn.transaction():
