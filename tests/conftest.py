@@ -3,7 +3,6 @@ OpenSSH sshd processes on 127.0.0.x, and an SSH client key. Nothing is mocked.""
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support import new_heartbeat_database
 from tiers import TIERS, tier_of
 
-from heartbeat import store
 from heartbeat_lab import KeyPair, PostgresServer, SshdFleet, generate_keypair
 from heartbeat_lab.airflow_env import postgres_connection_json, ssh_connection_json
 
 FLEET_SIZE = 4
-_db_counter = itertools.count()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,12 +70,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, client_key: KeyPair) -> Iter
 @pytest.fixture
 def heartbeat_dsn(postgres: PostgresServer) -> str:
     """A fresh, migrated heartbeat database for one test."""
-    name = f"heartbeat_{os.getpid()}_{next(_db_counter)}"
-    postgres.create_database(name)
-    dsn = postgres.dsn(name)
-    with store.connect(dsn) as conn:
-        store.migrate(conn)
-    return dsn
+    return new_heartbeat_database(postgres)
 
 
 @pytest.fixture

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 
 from heartbeat import store
 from heartbeat.inventory import ServerSpec
 from heartbeat.models import Server
 from heartbeat.ssh import ClientCredentials, CredentialsError, load_client_key
-from heartbeat_lab import KeyPair
+from heartbeat_lab import KeyPair, PostgresServer
+
+_db_counter = itertools.count()
+
+
+def new_heartbeat_database(postgres: PostgresServer) -> str:
+    """Create a fresh, migrated heartbeat database; returns its DSN."""
+    name = f"heartbeat_{os.getpid()}_{next(_db_counter)}"
+    postgres.create_database(name)
+    dsn = postgres.dsn(name)
+    with store.connect(dsn) as conn:
+        store.migrate(conn)
+    return dsn
 
 
 def add_servers(dsn: str, rows: list[dict]) -> dict[str, int]:

@@ -1,21 +1,35 @@
 """The real Airflow components (api-server, scheduler with LocalExecutor, dag-processor, triggerer)
-run the DAG on its 30-second schedule against the test PostgreSQL and the test sshd fleet."""
+run the DAG on its 30-second schedule against the test PostgreSQL and the test sshd fleet: the
+cadence and a server going offline and back, then two process faults, which play out in real time
+(the scheduler's clock is the subject): the scheduler stopped for three cycles, and a probe task
+killed with SIGKILL.
+
+One Airflow and one heartbeat database serve the whole module, in this order; each test first
+waits for what it needs, and leaves the fleet, the scheduler and the inventory as it found them
+(the killed-probe test, last, adds a server that never answers and disables it at the end)."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from support import add_servers, dump, query
+from psycopg.conninfo import conninfo_to_dict
+from support import add_servers, dump, new_heartbeat_database, query
 
-from heartbeat_lab import PostgresServer, SshdFleet, free_port
-from heartbeat_lab.airflow_env import airflow_environment, migrate_metadata
+from heartbeat_lab import KeyPair, PostgresServer, SilentPeer, SshdFleet, free_port
+from heartbeat_lab.airflow_env import (
+    airflow_environment,
+    migrate_metadata,
+    postgres_connection_json,
+    ssh_connection_json,
+)
 from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,11 +41,24 @@ MAX_RUN_S = 30
 OFFLINE_AFTER_S = 60  # the default of HEARTBEAT_OFFLINE_AFTER_S, deliberately kept
 SLACK_S = 10
 FIRST_CYCLE_TIMEOUT_S = 120
+# The rule under test: no catch-up (catchup=False). While the scheduler is down the dag-processor
+# keeps re-parsing the DAG (every 30 s) and moves the next run to "now"; so after a restart the
+# first run is due at most about a cycle before it, and the cycles missed meanwhile are never run.
+# A catch-up would instead replay every missed slot, the first due within one cycle after the stop,
+# so the outage must last over two cycles for that slot to fall more than a cycle before the
+# restart, where no run may be due. Three cycles leave one cycle of margin; longer proves nothing more.
+OUTAGE_S = 3 * CYCLE_S
 
 T = TypeVar("T")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def heartbeat_dsn(postgres: PostgresServer) -> str:
+    """The heartbeat database of this module's Airflow (replaces the per-test one)."""
+    return new_heartbeat_database(postgres)
+
+
+@pytest.fixture(scope="module")
 def inventory(heartbeat_dsn: str, fleet: SshdFleet) -> list[str]:
     """The test fleet in the inventory before Airflow starts, so that the first cycle sees all of it."""
     names = [f"node-{i}" for i in range(len(fleet))]
@@ -39,23 +66,25 @@ def inventory(heartbeat_dsn: str, fleet: SshdFleet) -> list[str]:
     return names
 
 
-@pytest.fixture
-def airflow(tmp_path: Path, postgres: PostgresServer, heartbeat_env: dict[str, str],
-            inventory: list[str]) -> Iterator[AirflowProcesses]:
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, client_key: KeyPair,
+            heartbeat_dsn: str, inventory: list[str]) -> Iterator[AirflowProcesses]:
     """The four components against a metadata database of their own (not dag.test()'s airflow_meta)."""
     database = f"airflow_scheduler_{os.getpid()}"
     postgres.drop_database(database)
     postgres.create_database(database)
+    home = tmp_path_factory.mktemp("airflow_scheduler")
+    heartbeat_database = str(conninfo_to_dict(heartbeat_dsn)["dbname"])
     env = airflow_environment(
-        tmp_path / "airflow_home",
+        home / "airflow_home",
         f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/{database}",
-        heartbeat_db_json=heartbeat_env["AIRFLOW_CONN_HEARTBEAT_DB"],
-        ssh_conn_json=heartbeat_env["AIRFLOW_CONN_HEARTBEAT_SSH"],
+        heartbeat_db_json=postgres_connection_json(postgres.host, postgres.port, heartbeat_database),
+        ssh_conn_json=ssh_connection_json("root", client_key.private_path),
         api_port=free_port(),
         extra={"AIRFLOW__CORE__PARALLELISM": "4"},
     )
     migrate_metadata(env)
-    procs = AirflowProcesses(env, tmp_path / "logs")
+    procs = AirflowProcesses(env, home / "logs")
     try:
         procs.start()
         yield procs
@@ -92,6 +121,12 @@ def statuses(dsn: str) -> dict[str, dict]:
 def dag_runs(procs: AirflowProcesses) -> list[dict]:
     return query(metadata_dsn(procs.env), "SELECT run_id, run_type, state, start_date, end_date FROM dag_run "
                                           "WHERE dag_id = %s ORDER BY start_date", (DAG_ID,))
+
+
+def task_instances(procs: AirflowProcesses, run_id: str) -> dict[str, str]:
+    rows = query(metadata_dsn(procs.env), "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                 (DAG_ID, run_id))
+    return {r["task_id"]: r["state"] for r in rows}
 
 
 def diagnostics(procs: AirflowProcesses, dsn: str) -> Callable[[], str]:
@@ -147,7 +182,7 @@ def test_should_run_every_30_s_and_follow_a_server_going_offline_and_back_online
                                   "ON s.id = e.server_id WHERE s.name = %s AND e.at >= %s ORDER BY e.id",
                    (victim_name, stopped_at))
     assert [(e["from_status"], e["to_status"]) for e in events] == [("ONLINE", "OFFLINE"), ("OFFLINE", "ONLINE")]
-    assert all(s["status"] == "ONLINE" for n, s in statuses(heartbeat_dsn).items() if n != victim_name)
+    assert all(s["status"] == "ONLINE" for n, s in statuses(heartbeat_dsn).items() if n in names and n != victim_name)
 
     def steady_runs() -> list[dict]:
         runs = [r for r in dag_runs(airflow) if r["run_type"] == "scheduled" and r["end_date"] is not None
@@ -161,3 +196,94 @@ def test_should_run_every_30_s_and_follow_a_server_going_offline_and_back_online
     assert all(r["state"] == "success" for r in runs), context()
     assert max(gaps) <= MAX_START_GAP_S, context()
     assert max(took) <= MAX_RUN_S, context()
+
+
+@pytest.mark.timeout(OUTAGE_S + 300)
+def test_should_resume_the_cadence_without_a_burst_after_the_scheduler_was_down_three_cycles(
+        airflow: AirflowProcesses, heartbeat_dsn: str, inventory: list[str]):
+    context = diagnostics(airflow, heartbeat_dsn)
+    wait_for_dag(airflow.env, DAG_ID, procs=airflow)
+    wait_until("a first finished run", lambda: [r for r in dag_runs(airflow) if r["end_date"]],
+               FIRST_CYCLE_TIMEOUT_S, context)
+
+    airflow.stop_component("scheduler")
+    down_at = datetime.now().astimezone()
+    try:
+        time.sleep(OUTAGE_S)  # the outage itself: real time is what the scheduler sees
+    finally:
+        airflow.start_component("scheduler")
+    up_at = datetime.now().astimezone()
+
+    def runs_after_restart():
+        runs = query(metadata_dsn(airflow.env),
+                     "SELECT run_id, state, run_after, start_date, end_date FROM dag_run WHERE dag_id = %s "
+                     "AND run_after > %s AND end_date IS NOT NULL ORDER BY run_after", (DAG_ID, down_at))
+        return runs if len(runs) >= 2 else None
+
+    # Two runs: the first after the restart, and the one after it, whose spacing would show a burst.
+    runs = wait_until("two runs after the restart", runs_after_restart, 3 * CYCLE_S + 3 * SLACK_S, context)
+    due = [r["run_after"] for r in runs]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(due)]
+    print(f"after a {OUTAGE_S} s outage: first run due {(due[0] - up_at).total_seconds():.0f} s after the restart, "
+          f"started {(runs[0]['start_date'] - up_at).total_seconds():.0f} s after; then due every "
+          f"{[round(g, 1) for g in gaps]} s")
+    # No catch-up: the three cycles without a scheduler produce no runs at all, not three late ones;
+    # the first run is due when the scheduler is back, and the cadence is 30 s again from there.
+    assert not [r for r in runs if r["run_after"] < up_at - timedelta(seconds=CYCLE_S)], context()
+    assert due[0] - up_at < timedelta(seconds=CYCLE_S + 2 * SLACK_S), context()
+    assert min(gaps) >= CYCLE_S - 1, f"a burst of catch-up runs: due every {gaps}\n{context()}"
+    assert all(r["state"] == "success" for r in runs), context()
+    current = statuses(heartbeat_dsn)
+    assert all(current[n]["status"] == "ONLINE" for n in inventory), context()
+
+
+@pytest.fixture
+def silent_server(heartbeat_dsn: str, inventory: list[str]) -> Iterator[datetime]:
+    """A server that never answers: every probe task then runs for the full probe timeout.
+    Yields when it was added; disabled at the end."""
+    with SilentPeer() as peer:
+        add_servers(heartbeat_dsn, [{"name": "silent", "host": peer.host, "port": peer.port}])
+        try:
+            yield datetime.now().astimezone()
+        finally:
+            query(heartbeat_dsn, "UPDATE servers SET enabled = false WHERE name = 'silent' RETURNING id")
+
+
+def test_should_recover_on_the_next_cycle_after_a_probe_task_is_killed(
+        silent_server: datetime, airflow: AirflowProcesses, heartbeat_dsn: str, inventory: list[str]):
+    context = diagnostics(airflow, heartbeat_dsn)
+    wait_for_dag(airflow.env, DAG_ID, procs=airflow)
+    meta = metadata_dsn(airflow.env)
+
+    def running_probe():
+        """A probe task of a run that started after the silent server was added: it takes the full timeout."""
+        rows = query(meta, "SELECT ti.run_id, ti.pid FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id "
+                           "AND r.run_id = ti.run_id WHERE ti.dag_id = %s AND ti.task_id = 'probe_shard' "
+                           "AND ti.state = 'running' AND ti.pid IS NOT NULL AND r.start_date > %s",
+                     (DAG_ID, silent_server))
+        return rows[0] if rows else None
+
+    victim = wait_until("a probe task running", running_probe, FIRST_CYCLE_TIMEOUT_S, context)
+    os.kill(victim["pid"], signal.SIGKILL)
+    killed_run = victim["run_id"]
+
+    wait_until("the killed run finished", lambda: any(
+        r["run_id"] == killed_run and r["end_date"] for r in dag_runs(airflow)), 2 * CYCLE_S + SLACK_S, context)
+    states = task_instances(airflow, killed_run)
+    assert states["probe_shard"] in ("failed", "up_for_retry", "upstream_failed"), states
+    assert states["materialise_and_notify"] == "success", states  # still materialised: all_done
+    assert query(heartbeat_dsn, "SELECT count(*) AS n FROM probe_history WHERE cycle_id = %s",
+                 (killed_run,))[0]["n"] == 0  # nothing half-written
+
+    def next_good_run():
+        later = [r for r in dag_runs(airflow) if r["start_date"] > victim_start and r["state"] == "success"]
+        return later[0] if later else None
+
+    victim_start = next(r["start_date"] for r in dag_runs(airflow) if r["run_id"] == killed_run)
+    good = wait_until("a successful run after the kill", next_good_run, 2 * CYCLE_S + 2 * SLACK_S, context)
+    assert query(heartbeat_dsn, "SELECT count(*) AS n FROM probe_history WHERE cycle_id = %s",
+                 (good["run_id"],))[0]["n"] == len(inventory) + 1
+    current = statuses(heartbeat_dsn)
+    assert all(current[n]["status"] == "ONLINE" for n in inventory), context()
+    assert current["silent"]["status"] == "OFFLINE"
+    assert query(meta, "SELECT is_paused FROM dag WHERE dag_id = %s", (DAG_ID,))[0]["is_paused"] is False
