@@ -282,7 +282,8 @@ def test_should_recover_on_the_next_cycle_after_a_probe_task_is_killed(
     assert sorted(r["name"] for r in recorded) == sorted(inventory)  # the killed task wrote nothing
 
     def next_good_run():
-        later = [r for r in dag_runs(airflow) if r["start_date"] > victim_start and r["state"] == "success"]
+        later = [r for r in dag_runs(airflow)
+                 if r["state"] == "success" and r["start_date"] and r["start_date"] > victim_start]
         return later[0] if later else None
 
     victim_start = next(r["start_date"] for r in dag_runs(airflow) if r["run_id"] == killed_run)
