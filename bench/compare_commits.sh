@@ -8,13 +8,14 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 before="$1"; after="${2:-}"; rounds="${3:-2}"
 out="$(mktemp -d /tmp/heartbeat-compare.XXXX)"
-trees=()
-cleanup() { for t in "${trees[@]}"; do git -C "$here" worktree remove --force "$t" >/dev/null 2>&1 || true; done; }
+cleanup() {  # the worktrees made below (checkout runs in a subshell: found by their folder)
+  for t in "$out"/tree-*; do [ -d "$t" ] && git -C "$here" worktree remove --force "$t" >/dev/null 2>&1; done; true
+}
 trap cleanup EXIT
 checkout() {  # a worktree of commit $1, or this checkout when $1 is empty
   if [ -z "$1" ]; then echo "$here"; return; fi
   local tree="$out/tree-$(git -C "$here" rev-parse --short "$1")"
-  git -C "$here" worktree add -q --detach "$tree" "$1"; trees+=("$tree"); echo "$tree"
+  git -C "$here" worktree add -q --detach "$tree" "$1" >&2; echo "$tree"
 }
 before_tree="$(checkout "$before")"; after_tree="$(checkout "$after")"
 args=(--sizes 3000 --cycles 4 --baseline-n 0 --silent-n 0)
