@@ -13,7 +13,7 @@ most of the cost) for one scenario in four phases, in this order:
 3. each summary printed once, over the whole output (a cycle before the outage and after it);
 4. Ctrl-C leaves no process behind, although the demo was started with SIGINT ignored.
 
-The pure rule of the restart delay is checked in ``test_database_restart.py``.
+The pure rule of the restart delay is checked in ``tests/unit/test_restart_policy.py``.
 """
 
 from __future__ import annotations

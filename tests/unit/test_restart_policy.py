@@ -3,7 +3,7 @@ and the triggerer exit while PostgreSQL is down): doubled with each restart in a
 
 The database restart itself (PostgreSQL stopped for a minute, then started again: every server
 STALE right after the return, no OFFLINE flip for a server that was up, the statuses back within two
-cycles, each restart printed) runs in ``test_demo.py``, on the same demo run as its other checks,
+cycles, each restart printed) runs in ``tests/end2end/test_demo.py``, on the same demo run as its other checks,
 so that the demo is started once.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from heartbeat_lab.airflow_procs import RestartPolicy
 
-pytestmark = [pytest.mark.end2end]
+pytestmark = [pytest.mark.unit]
 
 
 @pytest.mark.parametrize(("in_a_row", "delay_s"), [(1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (40, 30)],
