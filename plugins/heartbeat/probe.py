@@ -141,11 +141,20 @@ async def _connect_tcp(host: str, port: int, timeout_s: float) -> Connection:
         except ConnectionRefusedError:
             last = LoginFailed(ErrorClass.REFUSED, f"connection refused on port {port}")
         except OSError as exc:
-            if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
-                last = LoginFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({sockaddr[0]})")
-            else:
-                last = LoginFailed(ErrorClass.OTHER, f"TCP connect failed: {exc.strerror or exc}")
+            last = connect_error(exc, sockaddr[0])
     raise last or LoginFailed(ErrorClass.TIMEOUT, f"TCP connect timed out after {timeout_s:g} s")
+
+
+def connect_error(exc: OSError, address: str) -> LoginFailed:
+    """The class of an error from the TCP connect. A reset there means the server accepted the
+    connection and reset it before the client saw the connect complete (the event loop reads
+    SO_ERROR only when it gets to the socket; on a busy machine the RST is there first): that is a
+    reset before the SSH banner, as when it comes a moment later."""
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
+        return LoginFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({address})")
+    if exc.errno == errno.ECONNRESET:
+        return LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror or exc}")
+    return LoginFailed(ErrorClass.OTHER, f"TCP connect failed: {exc.strerror or exc}")
 
 
 async def _read_banner(conn: Connection, deadline: float) -> str:
