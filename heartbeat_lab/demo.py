@@ -383,8 +383,11 @@ def status_summary(report: Mapping[str, Any], now: datetime) -> list[str]:
 
 
 def summary_key(report: Mapping[str, Any]) -> tuple[object, ...]:
-    """What makes a summary worth printing again: a new cycle, or other counts per status."""
-    cycle = (report.get("last_cycle") or {}).get("cycle_id")
+    """What makes a summary worth printing again: a new cycle, or other counts per status. Before
+    the first cycle the summary says only that it waits (the counts move as its probes land)."""
+    if not report.get("last_cycle"):
+        return ("waiting for the first cycle",)
+    cycle = report["last_cycle"].get("cycle_id")
     return cycle, tuple(sorted(Counter(r["status"] for r in report["servers"]).items()))
 
 
