@@ -10,10 +10,7 @@ as in any Airflow task (libpq parameters such as ``sslmode`` or ``options``, ``i
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -281,16 +278,12 @@ def _refuse_unchecked_host_keys(conn_id: str, extra: dict[str, Any]) -> None:
 def _host_key(conn_id: str, text: Any) -> str:
     """``<type> <base64>`` from a ``host_key`` extra; like ``SSHHook``, the base64 alone is
     accepted too (its type is read from the key data, where ``SSHHook`` assumes ssh-rsa)."""
-    from heartbeat.ssh import HostKeyFormatError, normalise_public_key
+    from heartbeat.ssh import HostKeyFormatError, normalise_public_key, public_key_from_base64
 
     parts = str(text).split()
     try:
-        if len(parts) == 1:
-            blob = base64.b64decode(parts[0], validate=True)
-            (length,) = struct.unpack(">I", blob[:4])
-            parts = [blob[4:4 + length].decode("ascii"), parts[0]]
-        return normalise_public_key(" ".join(parts))
-    except (HostKeyFormatError, binascii.Error, struct.error, UnicodeDecodeError, ValueError) as exc:
+        return public_key_from_base64(parts[0]) if len(parts) == 1 else normalise_public_key(" ".join(parts))
+    except HostKeyFormatError as exc:
         raise ValueError(
             f"connection {conn_id!r}: the host_key extra is not a public key ({exc}); "
             "expected '<type> <base64>' as in known_hosts, e.g. 'ssh-ed25519 AAAAC3Nza...'"

@@ -158,14 +158,14 @@ def materialise(
     once no cycle has finished for ``stale_after_s``, instead of a false OFFLINE for the fleet.
     """
     with db_connect(settings, dsn) as conn:
-        enabled = store.enabled_server_count(conn)
-        if enabled and store.cycle_probe_counts(conn, cycle_id).servers == 0:
+        probes = store.cycle_probe_counts(conn, cycle_id)  # every probe task has ended (all_done)
+        if probes.servers == 0 and (enabled := store.enabled_server_count(conn)):
             raise CycleRecordedNothing(
                 f"cycle {cycle_id} recorded no probe attempt for {enabled} enabled servers (see the "
                 "probe tasks' logs); statuses are left as the last complete cycle decided them"
             )
         counts = store.materialise_status(conn, as_of, settings.status_rules)
-        store.finish_cycle(conn, cycle_id, as_of, as_of, counts)
+        store.finish_cycle(conn, cycle_id, as_of, as_of, counts, probes)
         counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)
     log.info("cycle %s: %s", cycle_id, counts)
     return counts

@@ -21,6 +21,7 @@ from heartbeat.ssh.hostkeys import (
     key_type_of,
     known_hosts_keys,
     normalise_public_key,
+    public_key_from_base64,
 )
 from heartbeat.ssh.keys import ClientKey, UnusableKey
 from heartbeat.ssh.login import (
@@ -58,5 +59,6 @@ __all__ = [
     "load_client_key",
     "login",
     "normalise_public_key",
+    "public_key_from_base64",
     "read_version_line",
 ]

@@ -71,6 +71,19 @@ def normalise_public_key(text: str) -> str:
     return f"{key_type} {blob_b64}"
 
 
+def public_key_from_base64(blob_b64: str) -> str:
+    """``"<type> <base64>"`` for the key data alone (as ``SSHHook``'s ``host_key`` extra allows),
+    the type read from the data; :class:`HostKeyFormatError` when it is not a public key."""
+    try:
+        blob = base64.b64decode(blob_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise HostKeyFormatError("the key data is not valid base64") from None
+    fields = _ssh_strings(blob)
+    if not fields:
+        raise HostKeyFormatError("the key data is truncated or malformed")
+    return normalise_public_key(f"{fields[0].decode('ascii', 'replace')} {blob_b64}")
+
+
 def _ssh_strings(blob: bytes) -> list[bytes] | None:
     """Split an SSH wire-format blob into its length-prefixed strings; None unless it is exactly that."""
     fields, offset = [], 0

@@ -157,10 +157,13 @@ def start_cycle(conn: Connection, cycle_id: str, started_at: datetime) -> None:
 
 def finish_cycle(
     conn: Connection, cycle_id: str, started_at: datetime, finished_at: datetime, counts: dict[str, int],
+    probes: ProbeCounts | None = None,
 ) -> None:
-    """Close the cycle record with its attempts (counted from the history) and status ``counts``."""
+    """Close the cycle record with its attempts and status ``counts``; ``probes``: the attempts
+    when the caller has counted them already (counted from the history otherwise)."""
     with conn.transaction():
-        probes = cycle_probe_counts(conn, cycle_id)
+        if probes is None:
+            probes = cycle_probe_counts(conn, cycle_id)
         conn.execute(sql.query("finish_cycle"), {
             "cycle_id": cycle_id, "started_at": started_at, "finished_at": finished_at,
             "servers": probes.servers, "ok": probes.ok, "failed": probes.failed,
