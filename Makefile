@@ -8,13 +8,16 @@ PYTEST_ARGS ?=
 
 .PHONY: venv system-deps lint test test-fast screenshots demo up bench clean
 
-# System packages the tests and the demo run for real: OpenSSH sshd and a PostgreSQL server.
+# System packages the tests and the demo run for real: OpenSSH sshd, a PostgreSQL server, Redis (the
+# Celery broker of the sites tests and demo) and iproute2 (network namespaces).
 system-deps:
 	@need=""; \
 	[ -x /usr/sbin/sshd ] || need="$$need openssh-server"; \
 	command -v ssh-keygen >/dev/null || need="$$need openssh-client"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
+	[ -x /usr/bin/redis-server ] || need="$$need redis-server"; \
+	command -v ip >/dev/null || need="$$need iproute2"; \
 	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$need (install them, or run as root)"; exit 1; fi; \
