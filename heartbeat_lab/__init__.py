@@ -4,8 +4,10 @@
 - :class:`SshdServer` / :class:`SshdFleet`: real OpenSSH servers, a fleet on 127.0.0.2, .3, ...
 - peers: TCP servers that misbehave (silent, wrong banner, tarpit, hang-up mid-kex).
 - :func:`free_port` / :func:`port_is_free`: loopback port helpers.
+- :mod:`heartbeat_lab.netns`: separate networks (namespaces, veth links) inside a test range, as root.
 
-Everything binds to loopback only; nothing here is meant for production data.
+Everything binds to loopback, or to addresses of a test range inside namespaces the lab makes;
+nothing here is meant for production data.
 """
 
 from heartbeat_lab.peers import (

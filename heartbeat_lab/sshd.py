@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from heartbeat_lab.netns import Namespace
 from heartbeat_lab.ports import free_port, port_is_free, require_loopback, socket_family
 from heartbeat_lab.service import LabService, ProcStat, proc_table, tail
 
@@ -149,14 +150,18 @@ class SshdServer(LabService):
         *,
         reexec: bool = True,
         extra_host_key_types: Sequence[str] = (),
+        netns: Namespace | None = None,
     ) -> None:
         """``reexec=False`` runs sshd with ``-r``: no re-execution per connection, less CPU per
         login (benchmarks use it, docs/benchmarks.md; the default is stock sshd).
         ``extra_host_key_types`` gives the server more host keys beside ``host_key_type`` (as a
-        stock install has ed25519, ecdsa and rsa); :attr:`host_key_public_lines` lists them all."""
-        self._host = require_loopback(listen_host)
+        stock install has ed25519, ecdsa and rsa); :attr:`host_key_public_lines` lists them all.
+        ``netns`` runs the server inside a lab network namespace (heartbeat_lab.netns), listening on
+        an address of that network's range (port 22 unless given)."""
+        self._netns = netns
+        self._host = netns.network.require_address(listen_host) if netns else require_loopback(listen_host)
         self._reexec = reexec
-        self._port = port if port is not None else free_port(listen_host)
+        self._port = port if port is not None else (22 if netns else free_port(listen_host))
         self._work_dir = Path(work_dir).absolute()
         self._authorized_keys = list(authorized_keys)
         self._host_key_type = host_key_type
@@ -240,10 +245,11 @@ class SshdServer(LabService):
         self.config_path.write_text(self._render_config())
         self._check_config(sshd)
 
+        argv = [str(sshd), "-D", *([] if self._reexec else ["-r"]), "-e", "-f", str(self.config_path),
+                "-E", str(self.log_path)]
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
-                [str(sshd), "-D", *([] if self._reexec else ["-r"]), "-e", "-f", str(self.config_path),
-                 "-E", str(self.log_path)],
+                self._netns.exec_argv(argv) if self._netns else argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
@@ -362,7 +368,10 @@ class SshdServer(LabService):
                     f"(port taken? see {self.log_path}):\n{tail(self.log_path)}"
                 )
             try:
-                if _reads_ssh_banner(self._host, self._port):
+                # Inside a namespace the server may be unreachable from here by design (a
+                # bastion's private side): ask the namespace's socket table instead.
+                if (self._netns.listens(self._host, self._port) if self._netns
+                        else _reads_ssh_banner(self._host, self._port)):
                     return
             except OSError as error:
                 last_error = error
@@ -374,7 +383,8 @@ class SshdServer(LabService):
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running() else "stopped"
-        return f"SshdServer({self._host}:{self._port}, {state})"
+        where = f", netns {self._netns.name}" if self._netns else ""
+        return f"SshdServer({self._host}:{self._port}{where}, {state})"
 
 
 # -- a fleet ---------------------------------------------------------------------------
