@@ -42,6 +42,16 @@ class NotifySettings:
     :param email_conn_id: the SMTP connection of the e-mail channel.
     :param webhook_conn_id: the HTTP connection of the webhook channel.
     :param timeout_s: bound on one webhook request (seconds).
+    :param slack_conn_id: the Slack incoming-webhook connection (``slackwebhook``) of the Slack channel.
+    :param pagerduty_conn_id: the PagerDuty Events API v2 connection (``pagerduty_events``).
+    :param opsgenie_conn_id: the Opsgenie connection (``opsgenie``).
+    :param apprise_conn_id: the Apprise connection (``apprise``).
+    :param repeat_after_s: a still-failing, unacknowledged server or incident is told again this
+        often (seconds); 0: never.
+    :param escalate_after: after this many repeats it is escalated to ``escalation_channels``
+        once; 0: never (nor without repeats).
+    :param escalation_channels: channel names (``pagerduty``, ``opsgenie``, ...) that receive
+        escalations only, comma-separated.
     """
 
     notify_after_s: float = 60.0
@@ -50,6 +60,13 @@ class NotifySettings:
     email_conn_id: str = "heartbeat_smtp"
     webhook_conn_id: str = "heartbeat_webhook"
     timeout_s: float = 10.0
+    slack_conn_id: str = "heartbeat_slack"
+    pagerduty_conn_id: str = "heartbeat_pagerduty"
+    opsgenie_conn_id: str = "heartbeat_opsgenie"
+    apprise_conn_id: str = "heartbeat_apprise"
+    repeat_after_s: float = 0.0
+    escalate_after: int = 0
+    escalation_channels: str = ""
 
     def __post_init__(self) -> None:
         if self.notify_after_s < 0:
@@ -60,11 +77,66 @@ class NotifySettings:
             raise SettingsError(f"timeout_s must be greater than 0, got {self.timeout_s!r}")
         if self.max_attempts < 1:
             raise SettingsError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
+        if self.repeat_after_s < 0 or self.escalate_after < 0:
+            raise SettingsError("repeat_after_s and escalate_after cannot be negative "
+                                "(HEARTBEAT_NOTIFY_REPEAT_AFTER_S, HEARTBEAT_NOTIFY_ESCALATE_AFTER)")
+
+    @property
+    def escalation_channel_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.escalation_channels.split(",") if n.strip())
 
     def stall_threshold_s(self, stale_after_s: float) -> float:
         """How long without a finished cycle is a stall worth telling: ``stall_after_s`` if set,
         else the time after which servers read STALE plus the debounce."""
         return self.stall_after_s if self.stall_after_s is not None else stale_after_s + self.notify_after_s
+
+
+INCIDENT_DIMENSIONS = ("parent", "connection", "prefix")
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """Shared-cause incidents (``HEARTBEAT_INCIDENT_*``).
+
+    :param min_servers: servers that must fail together for an incident; fewer are paged one by
+        one. 3 by default: two servers failing in the same cycle happens by chance on any fleet,
+        and two pages are not a storm.
+    :param min_share: the failed servers' share (0-1) of all enabled servers sharing the cause
+        (the prefix, the connection, the parent). 0.5 by default, "most of them": a switch, an
+        expired key or a dead hypervisor takes out most of what depends on it, a coincidence
+        rarely does.
+    :param dimensions: what failing servers may share, tried in this order, comma-separated:
+        ``parent`` (declared), ``connection`` (the SSH connection: credential failures only),
+        ``prefix`` (the address prefix). A server joins the first group that qualifies.
+    :param prefix_v4: the IPv4 prefix length of the ``prefix`` dimension.
+    :param prefix_v6: the IPv6 prefix length of the ``prefix`` dimension.
+    :param window_s: failures that went OFFLINE within this many seconds and are not told yet
+        can form an incident (120: the notification debounce of 60 s plus two cycles, so servers
+        whose heartbeats lapse a cycle apart still land in one incident).
+    """
+
+    min_servers: int = 3
+    min_share: float = 0.5
+    dimensions: str = ",".join(INCIDENT_DIMENSIONS)
+    prefix_v4: int = 24
+    prefix_v6: int = 64
+    window_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.min_servers < 2:
+            raise SettingsError(f"HEARTBEAT_INCIDENT_MIN_SERVERS must be at least 2, got {self.min_servers!r}")
+        if not 0 < self.min_share <= 1:
+            raise SettingsError(f"HEARTBEAT_INCIDENT_MIN_SHARE must be above 0 and at most 1, got {self.min_share!r}")
+        unknown = [d for d in self.dimension_list if d not in INCIDENT_DIMENSIONS]
+        if unknown:
+            raise SettingsError(f"HEARTBEAT_INCIDENT_DIMENSIONS: unknown {', '.join(unknown)}; "
+                                f"known: {', '.join(INCIDENT_DIMENSIONS)}")
+        if not 1 <= self.prefix_v4 <= 32 or not 1 <= self.prefix_v6 <= 128:
+            raise SettingsError("HEARTBEAT_INCIDENT_PREFIX_V4 is 1-32 and HEARTBEAT_INCIDENT_PREFIX_V6 1-128")
+
+    @property
+    def dimension_list(self) -> tuple[str, ...]:
+        return tuple(d.strip() for d in self.dimensions.split(",") if d.strip())
 
 
 @dataclass(frozen=True)
@@ -95,6 +167,7 @@ class Settings:
     :param kex_algs: key exchange algorithms offered, in order of preference, comma-separated;
         empty: the monitor's default (ECDH P-256 first, the cheapest for OpenSSH servers).
     :param notify: notifications, from the ``HEARTBEAT_NOTIFY_*`` variables.
+    :param incident: shared-cause incidents, from the ``HEARTBEAT_INCIDENT_*`` variables.
     """
 
     offline_after_s: float = 60.0
@@ -117,6 +190,7 @@ class Settings:
     db_conn_id: str = HEARTBEAT_DB_CONN_ID
     kex_algs: str = ""
     notify: NotifySettings = field(default_factory=NotifySettings)
+    incident: IncidentSettings = field(default_factory=IncidentSettings)
 
     def __post_init__(self) -> None:
         positive = ("connect_timeout_s", "probe_timeout_s", "history_retention_days", "metadata_retention_days",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heartbeat import connections, store
+from heartbeat import connections, incidents, store
 from heartbeat.config import Settings, SettingsError
 from heartbeat.inventory import Shard, shard_servers
 from heartbeat.models import CycleSummary, ProbeResult, Server
@@ -151,7 +151,8 @@ class CycleRecordedNothing(RuntimeError):
 def materialise(
     settings: Settings, cycle_id: str, as_of: datetime, dsn: str | None = None
 ) -> dict[str, int]:
-    """Materialise every server's status at ``as_of``, close the cycle record, enforce retention.
+    """Materialise every server's status at ``as_of``, group new failures into shared-cause
+    incidents (and close recovered ones), close the cycle record, enforce retention.
 
     A cycle that recorded no attempt while servers are enabled decides nothing and stays
     unfinished: the statuses keep what the last complete cycle decided, and the views read STALE
@@ -165,6 +166,7 @@ def materialise(
                 "probe tasks' logs); statuses are left as the last complete cycle decided them"
             )
         counts = store.materialise_status(conn, as_of, settings.status_rules)
+        counts.update(incidents.update(conn, as_of, settings.incident, settings.incident.window_s))
         store.finish_cycle(conn, cycle_id, as_of, as_of, counts, probes)
         counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)
     log.info("cycle %s: %s", cycle_id, counts)

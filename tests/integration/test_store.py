@@ -302,7 +302,7 @@ def test_should_upgrade_a_database_of_migration_006_keeping_status_and_flap_wind
                      "status_since, evaluated_at) VALUES (%s, 'ONLINE', 'heartbeat 3 s ago', %s, 3, %s, %s)",
                      (web, T0 + timedelta(seconds=90), T0, T0 + timedelta(seconds=93)))
     with store.connect(dsn) as conn:
-        assert store.migrate(conn) == ["007_status_written_on_change", "008_flap_window_in_heartbeats"]
+        assert store.migrate(conn)[:2] == ["007_status_written_on_change", "008_flap_window_in_heartbeats"]
         assert query(dsn, "SELECT recent_oks FROM heartbeats")[0]["recent_oks"] == [True, False, True, True]
         [kept] = query(dsn, "SELECT status, reason, heartbeat_age_s, status_since, evaluated_at FROM server_status")
         assert kept == {"status": "ONLINE", "reason": "heartbeat 3 s ago", "heartbeat_age_s": 3.0, "status_since": T0,

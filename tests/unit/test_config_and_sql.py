@@ -61,7 +61,8 @@ def test_should_name_every_variable_it_reads():
             "HEARTBEAT_NOTIFY_STALL_AFTER_S", "HEARTBEAT_NOTIFY_MAX_ATTEMPTS", "HEARTBEAT_NOTIFY_EMAIL_CONN_ID",
             "HEARTBEAT_NOTIFY_WEBHOOK_CONN_ID", "HEARTBEAT_NOTIFY_TIMEOUT_S"} <= set(names)
     words = {"HEARTBEAT_HOST_KEY_POLICY": "strict", "HEARTBEAT_KNOWN_HOSTS_FILE": "/k",
-             "HEARTBEAT_KEX_ALGS": "curve25519-sha256", "HEARTBEAT_FLAP_HIGH_PCT": "60"}
+             "HEARTBEAT_KEX_ALGS": "curve25519-sha256", "HEARTBEAT_FLAP_HIGH_PCT": "60",
+             "HEARTBEAT_INCIDENT_MIN_SHARE": "0.9", "HEARTBEAT_INCIDENT_DIMENSIONS": "prefix"}
     for name in names:
         value = words.get(name, "x" if name.endswith("CONN_ID") else "9")
         assert settings_from_env({name: value}) != Settings(), f"{name} is not read"
@@ -90,7 +91,8 @@ STORE = Path(sql.__file__).parent / "store"
 QUERY_CALL = re.compile(r'sql\.query\("([a-z0-9_]+)"\)')
 
 
-@pytest.mark.parametrize("module", ["inventory", "results", "inputs", "notifications", "maintenance", "dashboard"])
+@pytest.mark.parametrize("module", ["inventory", "results", "inputs", "notifications", "maintenance", "dashboard",
+                                    "incidents"])
 def test_should_run_exactly_the_named_queries_of_its_own_file_in_each_store_module(module):
     used = set(QUERY_CALL.findall((STORE / f"{module}.py").read_text()))
     defined = set(sql.parse_named_queries((sql.sql_dir() / "queries" / f"{module}.sql").read_text()))

@@ -6,7 +6,8 @@
 -- (a change undone within the debounce is never sent); it must have held %(notify_after_s)s; it is
 -- "offline" when the server went OFFLINE and the channel last said otherwise, "recovered" when the
 -- channel last said OFFLINE; a server in a maintenance window now is left for later; a change
--- already sent (or given up after %(max_attempts)s failures) on this channel is not sent again.
+-- already sent (or given up after %(max_attempts)s failures) on this channel is not sent again; a
+-- failure that is a member of a shared-cause incident is told by the incident instead.
 WITH latest AS (
     SELECT DISTINCT ON (e.server_id) e.id, e.server_id, e.from_status, e.to_status, e.at, e.reason
     FROM status_events e
@@ -32,6 +33,8 @@ WHERE extract(epoch FROM %(as_of)s::timestamptz - l.at) >= %(notify_after_s)s
   AND NOT EXISTS (
       SELECT 1 FROM maintenance_windows m
       WHERE m.server_id = l.server_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
+  AND NOT EXISTS (  -- a failure an incident explains is told by the incident
+      SELECT 1 FROM incident_members im WHERE im.event_id = l.id)
   AND NOT EXISTS (
       SELECT 1 FROM notification_log n
       WHERE n.subject = 'status_event:' || l.id AND n.channel = %(channel)s
@@ -73,9 +76,9 @@ WHERE subject = %(subject)s AND channel = %(channel)s AND (state = 'sent' OR att
 -- Take a notification for sending, inside the transaction that sends it: a new one, or a failed
 -- one with attempts left. The row stays locked until commit, so a concurrent run (a retried task,
 -- `heartbeat notify`) waits and then finds it sent. Nothing returned: someone else has it.
-INSERT INTO notification_log AS n (subject, channel, kind, server_id, event_id, alert_id, state, attempts,
-                                   first_tried_at, last_tried_at, sent_at)
-VALUES (%(subject)s, %(channel)s, %(kind)s, %(server_id)s, %(event_id)s, %(alert_id)s, 'sent', 1,
+INSERT INTO notification_log AS n (subject, channel, kind, server_id, event_id, alert_id, incident_id, state,
+                                   attempts, first_tried_at, last_tried_at, sent_at)
+VALUES (%(subject)s, %(channel)s, %(kind)s, %(server_id)s, %(event_id)s, %(alert_id)s, %(incident_id)s, 'sent', 1,
         %(as_of)s, %(as_of)s, %(as_of)s)
 ON CONFLICT (subject, channel) DO UPDATE SET
     state = 'sent', attempts = n.attempts + 1, last_tried_at = EXCLUDED.last_tried_at,
@@ -92,3 +95,33 @@ SELECT n.id, n.subject, n.channel, n.kind, s.name AS server_name, n.state, n.att
 FROM notification_log n LEFT JOIN servers s ON s.id = n.server_id
 ORDER BY n.last_tried_at DESC, n.id DESC
 LIMIT %(limit)s;
+
+-- name: incident_candidates
+-- Incidents to tell on one channel: an open one once it has held %(notify_after_s)s; a closed one
+-- ("resolved") once closed for %(notify_after_s)s, when its opening was sent on this channel.
+-- An incident whose every member is in a maintenance window now is left for later.
+SELECT i.id AS incident_id, i.dimension, i.group_key, i.error_class, i.population, i.first_failed_at,
+       i.opened_at, i.closed_at,
+       CASE WHEN i.closed_at IS NULL THEN 'incident' ELSE 'incident_resolved' END AS kind,
+       (SELECT count(*) FROM incident_members m WHERE m.incident_id = i.id) AS members,
+       (SELECT coalesce(array_agg(s.name ORDER BY s.name), '{}') FROM incident_members m
+        JOIN servers s ON s.id = m.server_id WHERE m.incident_id = i.id) AS member_names
+FROM incidents i
+WHERE i.opened_at <= %(as_of)s
+  AND (
+      (i.closed_at IS NULL OR i.closed_at > %(as_of)s)
+      AND extract(epoch FROM %(as_of)s::timestamptz - i.opened_at) >= %(notify_after_s)s
+      AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.subject = 'incident:' || i.id
+                      AND n.channel = %(channel)s AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+      AND EXISTS (SELECT 1 FROM incident_members m WHERE m.incident_id = i.id AND NOT EXISTS (
+                      SELECT 1 FROM maintenance_windows w WHERE w.server_id = m.server_id
+                        AND %(as_of)s >= w.starts_at AND %(as_of)s < w.ends_at))
+    OR
+      i.closed_at <= %(as_of)s
+      AND extract(epoch FROM %(as_of)s::timestamptz - i.closed_at) >= %(notify_after_s)s
+      AND EXISTS (SELECT 1 FROM notification_log n WHERE n.subject = 'incident:' || i.id
+                  AND n.channel = %(channel)s AND n.state = 'sent')
+      AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.subject = 'incident_resolved:' || i.id
+                      AND n.channel = %(channel)s AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+  )
+ORDER BY coalesce(i.closed_at, i.opened_at), i.id;

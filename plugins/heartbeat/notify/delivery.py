@@ -16,6 +16,7 @@ from heartbeat.notify.channels import Channel, configured_channels
 from heartbeat.notify.messages import (
     Notification,
     host_key_notification,
+    incident_notification,
     stall_notification,
     status_change_notification,
 )
@@ -35,6 +36,8 @@ def due_notifications(
     with conn.transaction():
         due = [status_change_notification(change) for change in
                store.status_changes_due(conn, channel, as_of, settings.notify_after_s, settings.max_attempts)]
+        due += [incident_notification(incident) for incident in
+                store.incidents_due(conn, channel, as_of, settings.notify_after_s, settings.max_attempts)]
         due += [host_key_notification(alert)
                 for alert in store.host_key_alerts_due(conn, channel, as_of, settings.max_attempts)]
         last = store.last_finished_cycle(conn, as_of, current_cycle_id)
@@ -54,7 +57,7 @@ def deliver(
         claim = store.claim_notification(
             conn, subject=notification.subject, channel=channel.name, kind=notification.kind, as_of=as_of,
             max_attempts=settings.max_attempts, server_id=notification.server_id, event_id=notification.event_id,
-            alert_id=notification.alert_id,
+            alert_id=notification.alert_id, incident_id=notification.incident_id,
         )
         if claim is None:
             return "skipped"

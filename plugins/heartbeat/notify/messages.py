@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from heartbeat.store import FinishedCycle, HostKeyAlertDue, StatusChangeDue
+from heartbeat.incidents import describe
+from heartbeat.store import FinishedCycle, HostKeyAlertDue, IncidentDue, StatusChangeDue
 
 MONITOR = "airflow-ssh-heartbeat"
 OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", "host_key_changed", "monitor_stalled"
+INCIDENT, INCIDENT_RESOLVED, REPEAT, ESCALATION = "incident", "incident_resolved", "repeat", "escalation"
+MEMBERS_LISTED = 20  # member names in a notification's text; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,30 @@ class Notification:
     server_name: str | None = None
     event_id: int | None = None
     alert_id: int | None = None
+    incident_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        """One key per outage, the same for its first notification, its repeats and its
+        resolution: a server (``airflow-ssh-heartbeat/server/web-01``) or an incident
+        (``airflow-ssh-heartbeat/incident/42``). On-call tools update one alert with it."""
+        if self.incident_id is not None:
+            return f"{MONITOR}/incident/{self.incident_id}"
+        if self.server_name is not None:
+            return f"{MONITOR}/server/{self.server_name}"
+        return f"{MONITOR}/{self.kind}/{self.subject}"
+
+    @property
+    def resolves(self) -> bool:
+        """Whether this notification says an outage is over (on-call tools close their alert)."""
+        return self.kind in (RECOVERED, INCIDENT_RESOLVED) or bool(self.details.get("resumed"))
 
     def to_json(self) -> dict[str, Any]:
         """The webhook body; ``text`` also makes it a valid Slack/Mattermost incoming-webhook message."""
         return {
             "monitor": MONITOR, "id": self.subject, "kind": self.kind, "title": self.title, "text": self.text,
-            "at": self.at.isoformat(), "server": self.server_name, **self.details,
+            "at": self.at.isoformat(), "server": self.server_name, "dedup_key": self.dedup_key, **self.details,
         }
 
 
@@ -90,3 +110,28 @@ def stall_notification(
         text=text, at=gap_end, details={"last_cycle_id": last.cycle_id, "stalled_s": round(gap_s),
                                         "resumed": resumed},
     )
+
+
+def incident_notification(incident: IncidentDue) -> Notification:
+    """An incident opened (one notification for all its members) or resolved."""
+    title, text = describe(incident.dimension, incident.group_key, incident.error_class, incident.members,
+                           incident.population, incident.first_failed_at)
+    names = incident.member_names[:MEMBERS_LISTED]
+    more = incident.members - len(names)
+    listing = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    details = {"incident_id": incident.incident_id, "dimension": incident.dimension,
+               "group_key": incident.group_key, "error_class": incident.error_class,
+               "members": incident.members, "population": incident.population,
+               "member_names": incident.member_names}
+    if incident.kind == INCIDENT_RESOLVED:
+        assert incident.closed_at is not None
+        return Notification(
+            kind=INCIDENT_RESOLVED, subject=f"incident_resolved:{incident.incident_id}",
+            title=f"resolved: {title}",
+            text=f"Incident {incident.incident_id} is resolved since {_when(incident.closed_at)}: every member "
+                 f"recovered ({title}). Members: {listing}.",
+            at=incident.closed_at, incident_id=incident.incident_id, details=details)
+    return Notification(
+        kind=INCIDENT, subject=f"incident:{incident.incident_id}", title=title,
+        text=f"Incident {incident.incident_id}: {text} Members: {listing}.",
+        at=incident.opened_at, incident_id=incident.incident_id, details=details)

@@ -48,6 +48,23 @@ class HostKeyAlertDue:
 
 
 @dataclass(frozen=True)
+class IncidentDue:
+    """A shared-cause incident to tell on a channel: ``incident`` (opened) or ``incident_resolved``."""
+
+    incident_id: int
+    dimension: str
+    group_key: str
+    error_class: str
+    population: int
+    first_failed_at: datetime
+    opened_at: datetime
+    closed_at: datetime | None
+    kind: str
+    members: int
+    member_names: list[str]
+
+
+@dataclass(frozen=True)
 class FinishedCycle:
     cycle_id: str
     started_at: datetime
@@ -92,6 +109,15 @@ def host_key_alerts_due(conn: Connection, channel: str, as_of: datetime, max_att
         return records(HostKeyAlertDue, conn.execute(sql.query("host_key_alert_candidates"), params))
 
 
+def incidents_due(
+    conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
+) -> list[IncidentDue]:
+    """Incidents to tell (opened or resolved) on ``channel`` at ``as_of``, oldest first."""
+    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(IncidentDue, conn.execute(sql.query("incident_candidates"), params))
+
+
 def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:
     """The last cycle that finished at or before ``as_of``, other than ``current_cycle_id``."""
     with conn.transaction():
@@ -117,12 +143,13 @@ def notification_done(conn: Connection, subject: str, channel: str, max_attempts
 def claim_notification(
     conn: Connection, *, subject: str, channel: str, kind: str, as_of: datetime, max_attempts: int,
     server_id: int | None = None, event_id: int | None = None, alert_id: int | None = None,
+    incident_id: int | None = None,
 ) -> Claim | None:
     """Take a notification for sending, recorded as sent: a new one, or a failed one with attempts
     left. None: it is sent, given up, or being sent by someone else."""
     row = conn.execute(sql.query("claim_notification"), {
         "subject": subject, "channel": channel, "kind": kind, "server_id": server_id, "event_id": event_id,
-        "alert_id": alert_id, "as_of": as_of, "max_attempts": max_attempts,
+        "alert_id": alert_id, "incident_id": incident_id, "as_of": as_of, "max_attempts": max_attempts,
     }).fetchone()
     return None if row is None else record(Claim, row)
 
