@@ -57,7 +57,8 @@ SSH_KEY_TARGET = "/run/secrets/heartbeat_ssh_key"
 MOUNTED_FOLDERS = ("dags", "plugins", "include")
 # Settings fields that are deliberately not passed through compose, with the reason.
 SETTINGS_NOT_IN_COMPOSE = {"db_conn_id": "the stack defines the heartbeat_db connection itself",
-                           "notify": "HEARTBEAT_NOTIFY_* keep their defaults in the stack"}
+                           "notify": "HEARTBEAT_NOTIFY_* keep their defaults in the stack",
+                           "incident": "HEARTBEAT_INCIDENT_* keep their defaults in the stack"}
 # ${VAR} references, not the $${VAR} escapes that reach the container's shell.
 VARIABLE_REFERENCE = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 REQUIRED_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?\?")
