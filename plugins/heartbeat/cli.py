@@ -145,7 +145,7 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
     from heartbeat.inventory import InventoryError, validate_server
 
     row = {"name": args.name, "host": args.host, "port": args.port, "username": args.username,
-           "conn_id": args.conn_id, "enabled": not args.disabled, "host_key": args.host_key}
+           "conn_id": args.conn_id, "enabled": not args.disabled, "host_key": args.host_key, "via": args.via}
     try:
         spec = validate_server({k: v for k, v in row.items() if v is not None})
     except InventoryError as exc:
@@ -157,7 +157,10 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
             server_id = store.add_server(conn, spec)
         except psycopg.errors.UniqueViolation:
             raise CommandError(f"a server named {spec.name!r} already exists (remove it first, or use import)")
-    print(f"added {spec.name} ({spec.host}:{spec.port}) as server {server_id}")
+        except InventoryError as exc:
+            raise CommandError(f"server {args.name!r} not added: {exc}")
+    via = f" via {spec.via}" if spec.via else ""
+    print(f"added {spec.name} ({spec.host}:{spec.port}){via} as server {server_id}")
     return EXIT_OK
 
 
@@ -171,18 +174,22 @@ def cmd_servers_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, default=_json_default, indent=2))
         return EXIT_OK
     table = [(r.name, r.host, r.port, r.username or "(connection)", r.conn_id,
-              "yes" if r.enabled else "no", fingerprint(r.host_key) if r.host_key else "not pinned")
+              "yes" if r.enabled else "no", fingerprint(r.host_key) if r.host_key else "not pinned", r.via or "-")
              for r in rows]
-    print(_table(table, ("NAME", "HOST", "PORT", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY")))
+    print(_table(table, ("NAME", "HOST", "PORT", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY", "VIA")))
     print(f"\n{len(rows)} servers")
     return EXIT_OK
 
 
 def cmd_servers_remove(args: argparse.Namespace) -> int:
     from heartbeat import store
+    from heartbeat.inventory import InventoryError
 
     with _connect(args) as conn:
-        removed = store.remove_server(conn, args.name)
+        try:
+            removed = store.remove_server(conn, args.name)
+        except InventoryError as exc:
+            raise CommandError(f"{args.name} not removed: {exc}")
     if not removed:
         raise CommandError(f"no server named {args.name!r}")
     print(f"removed {args.name} and its history")
@@ -191,9 +198,13 @@ def cmd_servers_remove(args: argparse.Namespace) -> int:
 
 def cmd_servers_enable(args: argparse.Namespace, enabled: bool) -> int:
     from heartbeat import store
+    from heartbeat.inventory import InventoryError
 
     with _connect(args) as conn:
-        found = store.set_server_enabled(conn, args.name, enabled)
+        try:
+            found = store.set_server_enabled(conn, args.name, enabled)
+        except InventoryError as exc:
+            raise CommandError(f"{args.name} not {'enabled' if enabled else 'disabled'}: {exc}")
     if not found:
         raise CommandError(f"no server named {args.name!r}")
     print(f"{args.name} {'enabled' if enabled else 'disabled'}")
@@ -220,7 +231,11 @@ def cmd_servers_import(args: argparse.Namespace) -> int:
     except Exception as exc:  # a CSV or YAML syntax error
         raise CommandError(f"{path}: nothing imported, the file cannot be read as {file_format}: {exc}")
     with _connect(args) as conn:
-        inserted, updated = store.upsert_servers(conn, specs)
+        try:
+            inserted, updated = store.upsert_servers(conn, specs)
+        except InventoryError as exc:
+            lines = "\n".join(f"  {p}" for p in exc.problems)
+            raise CommandError(f"{path}: nothing imported, fix these bastion paths first:\n{lines}")
     print(f"imported {len(specs)} servers from {path}: {inserted} added, {updated} updated")
     return EXIT_OK
 
@@ -291,11 +306,34 @@ def cmd_input_list(args: argparse.Namespace, table: str) -> int:
 def cmd_keys_authorized_line(args: argparse.Namespace) -> int:
     from heartbeat.connections import ssh_public_key_line
 
-    public = ssh_public_key_line(args.conn_id)
+    if args.bastion:
+        return _bastion_authorized_line(args)
+    public = ssh_public_key_line(args.conn_id or "heartbeat_ssh")
     options = f'restrict,command="{args.command}"'
     if args.from_hosts:
         options += f',from="{args.from_hosts}"'
     print(f"{options} {public} heartbeat-monitor")
+    return EXIT_OK
+
+
+def _bastion_authorized_line(args: argparse.Namespace) -> int:
+    """The line for a bastion's authorized_keys: the key may open channels to the servers behind
+    it and nothing else (no session does anything: the forced command fails)."""
+    from heartbeat import store
+    from heartbeat.connections import ssh_public_key_line
+    from heartbeat.inventory import bastion_options
+
+    with _connect(args) as conn:
+        rows = store.list_servers(conn)
+    bastion = next((r for r in rows if r.name == args.bastion), None)
+    if bastion is None:
+        raise CommandError(f"no server named {args.bastion!r} (see `heartbeat servers list`)")
+    behind = [(r.host, r.port) for r in rows if r.via == bastion.name]
+    if not behind:
+        raise CommandError(f"no server is reached via {bastion.name}: add them first "
+                           f"(`heartbeat servers add NAME HOST --via {bastion.name}`)")
+    public = ssh_public_key_line(args.conn_id or bastion.conn_id)
+    print(f"{bastion_options(behind, args.from_hosts)} {public} heartbeat-monitor")
     return EXIT_OK
 
 
@@ -401,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--conn-id", default="heartbeat_ssh", help="Airflow connection holding the key")
     add.add_argument("--host-key", help="pin this host public key ('ssh-ed25519 AAAA...')")
     add.add_argument("--disabled", action="store_true", help="add it without monitoring it yet")
+    add.add_argument("--via", metavar="BASTION", help="reach it through this inventory server (a jump host)")
     add.set_defaults(func=cmd_servers_add)
     lst = servers.add_parser("list", help="list the inventory")
     lst.add_argument("--json", action="store_true")
@@ -424,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                metavar="ACTION")
     line = keys.add_parser("authorized-line",
                            help="the authorized_keys line that lets the key log in and do nothing else")
-    line.add_argument("--conn-id", default="heartbeat_ssh", help="the Airflow connection holding the key")
+    line.add_argument("--conn-id", help="the Airflow connection holding the key (default heartbeat_ssh; "
+                      "with --bastion, the bastion's own)")
     line.add_argument("--command", default="/bin/true", help="the only command the key may run")
+    line.add_argument("--bastion", metavar="NAME", help="the line for this bastion: forwarding to the servers "
+                      "reached via it and nothing else")
     line.add_argument("--from", dest="from_hosts", metavar="PATTERNS",
                       help="also restrict logins to these source addresses, e.g. 10.0.0.5")
     line.set_defaults(func=cmd_keys_authorized_line)

@@ -168,6 +168,8 @@ class Settings:
         empty: the monitor's default (ECDH P-256 first, the cheapest for OpenSSH servers).
     :param notify: notifications, from the ``HEARTBEAT_NOTIFY_*`` variables.
     :param incident: shared-cause incidents, from the ``HEARTBEAT_INCIDENT_*`` variables.
+    :param bastion_max_channels: target logins in flight at once through one bastion connection
+        (each a ``direct-tcpip`` channel; the bastion's sshd connects to the target for each).
     """
 
     offline_after_s: float = 60.0
@@ -191,6 +193,7 @@ class Settings:
     kex_algs: str = ""
     notify: NotifySettings = field(default_factory=NotifySettings)
     incident: IncidentSettings = field(default_factory=IncidentSettings)
+    bastion_max_channels: int = 16
 
     def __post_init__(self) -> None:
         positive = ("connect_timeout_s", "probe_timeout_s", "history_retention_days", "metadata_retention_days",
@@ -198,7 +201,7 @@ class Settings:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
-        for name in ("concurrency", "shard_size", "max_shards"):
+        for name in ("concurrency", "shard_size", "max_shards", "bastion_max_channels"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.connect_timeout_s > self.probe_timeout_s:

@@ -184,6 +184,8 @@ class SshConnections:
                 changes["host_key"] = self.host_keys[server.conn_id]
             if server.port == DEFAULT_SSH_PORT and server.conn_id in self.ports:
                 changes["port"] = self.ports[server.conn_id]
+            if server.path:  # its bastions are reached as they would be themselves
+                changes["path"] = tuple(self.servers(server.path))
             out.append(replace(server, **changes) if changes else server)
         return out
 

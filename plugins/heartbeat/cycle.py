@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from heartbeat import connections, incidents, store
 from heartbeat.config import Settings, SettingsError
 from heartbeat.inventory import Shard, shard_servers
-from heartbeat.models import CycleSummary, ProbeResult, Server
+from heartbeat.models import CycleSummary, HopResult, ProbeResult, Server
 
 if TYPE_CHECKING:
     from heartbeat.probe import ProbeOptions
@@ -47,6 +47,7 @@ def probe_options(settings: Settings) -> ProbeOptions:
         connect_timeout_s=settings.connect_timeout_s,
         probe_timeout_s=settings.probe_timeout_s,
         concurrency=settings.concurrency,
+        bastion_max_channels=settings.bastion_max_channels,
         host_key_policy=settings.host_key_policy,
         known_hosts_lines=known_hosts,
         kex_algs=kex_algs,
@@ -84,11 +85,18 @@ def load_servers(
 def load_shards(
     settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
 ) -> list[Shard]:
-    """Open the cycle and cut the enabled inventory into shards, one mapped probe task each."""
-    shards = [Shard.of(s) for s in shard_servers(load_servers(settings, cycle_id, started_at, dsn),
-                                                 settings.shard_size, settings.max_shards)]
+    """Open the cycle and cut the enabled inventory into shards, one mapped probe task each.
+
+    Servers behind the same bastion are kept together (one bastion login per shard carries them)."""
+    servers = sorted(load_servers(settings, cycle_id, started_at, dsn), key=path_order)
+    shards = [Shard.of(s) for s in shard_servers(servers, settings.shard_size, settings.max_shards)]
     log.info("cycle %s: %d shards", cycle_id, len(shards))
     return shards
+
+
+def path_order(server: Server) -> tuple[tuple[int, ...], int]:
+    """Servers reached directly first, then those behind each bastion path together, by id."""
+    return tuple(s.id for s in server.path), server.id
 
 
 def summarise(results: Sequence[ProbeResult], duration_ms: float, cpu_ms: float = 0.0,
@@ -107,6 +115,7 @@ def summarise(results: Sequence[ProbeResult], duration_ms: float, cpu_ms: float 
 def probe_shard(
     settings: Settings, cycle_id: str, shard: Shard | Mapping[str, Any], dsn: str | None = None,
     on_result: Callable[[ProbeResult], None] | None = None, now: Callable[[], datetime] = utc_now,
+    on_hop: Callable[[HopResult], None] | None = None,
 ) -> CycleSummary:
     """Probe one shard concurrently and write its results in one transaction.
 
@@ -114,7 +123,7 @@ def probe_shard(
     is left out, one whose row has become invalid is recorded as such, a host key pinned in the
     meantime is used. No database connection is held while probing.
     """
-    from heartbeat.probe import probe_servers
+    from heartbeat.probe import probe_servers_and_hops
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if not isinstance(shard, Shard):
@@ -125,11 +134,19 @@ def probe_shard(
     gone = len(shard.server_ids) - len(servers) - len(bad)
     if gone:
         log.info("%d servers of shard %s were disabled or removed since the cycle began", gone, shard.label)
-    ssh = connections.ssh_connections(s.conn_id for s in servers)  # keys, pinned host keys, ports, timeouts
+    # keys, pinned host keys, ports, timeouts; of the servers' bastions too
+    ssh = connections.ssh_connections({c.conn_id for s in servers for c in (s, *s.path)})
     results = [store.invalid_row_result(s, p, attempted_at) for s, p in bad]
     login_cpu_started = time.process_time()
-    probed = probe_servers(ssh.servers(servers), ssh.credentials, ssh.options(probe_options(settings)), now=now)
+    probed, hops = probe_servers_and_hops(ssh.servers(servers), ssh.credentials,
+                                          ssh.options(probe_options(settings)), now=now)
     results += ssh.explain(probed, servers)
+    for hop in hops:
+        if on_hop is not None:
+            on_hop(hop)
+        if not hop.ok:
+            log.warning("bastion %s: %s (%s); its servers were not probed", hop.bastion_name, hop.error_class,
+                        hop.message)
     login_cpu_s = time.process_time() - login_cpu_started
     for result in results:
         if on_result is not None:
@@ -138,6 +155,8 @@ def probe_shard(
             log.info("%s: %s (%s)", result.server_name, result.error_class, result.message)
     with db_connect(settings, dsn) as conn:
         store.record_results(conn, cycle_id, results, settings.flap_rules)
+        if hops:
+            store.record_hops(conn, hops)
     return summarise(results, (time.perf_counter() - started) * 1000.0,
                      (time.process_time() - cpu_started) * 1000.0, login_cpu_s * 1000.0)
 

@@ -20,7 +20,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 USERNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-FIELDS = ("name", "host", "port", "username", "conn_id", "enabled", "host_key")
+FIELDS = ("name", "host", "port", "username", "conn_id", "enabled", "host_key", "via")
+MAX_HOPS = 3  # bastions on the way to one server
 
 
 class InventoryError(ValueError):
@@ -44,6 +45,7 @@ class ServerSpec:
     conn_id: str = DEFAULT_SSH_CONN_ID
     enabled: bool = True
     host_key: str | None = None
+    via: str | None = None
 
 
 def _show(value: Any) -> str:
@@ -138,9 +140,77 @@ def validate_server(row: Mapping[str, Any], where: str = "") -> ServerSpec:
         except HostKeyFormatError as exc:
             problems.append(f"host_key is malformed: {exc}")
 
+    via = text("via") or None
+    if via is not None:
+        if "\x00" in via or not NAME_RE.match(via):
+            problems.append(f"via {_show(row.get('via'))} must be the name of another inventory server")
+        elif via == name:
+            problems.append(f"via names the server itself ({name!r}): a server cannot be its own bastion")
+
     if problems:
         raise InventoryError(problems, where)
-    return ServerSpec(name, host, port, username, conn_id, enabled, host_key)
+    return ServerSpec(name, host, port, username, conn_id, enabled, host_key, via)
+
+
+@dataclass(frozen=True)
+class PathNode:
+    """What the bastion check needs of one inventory row."""
+
+    name: str
+    via: str | None
+    enabled: bool
+
+
+def bastion_path(name: str, nodes: Mapping[str, PathNode]) -> tuple[list[str], str | None]:
+    """The bastions on the way to server ``name`` (the one reached directly first) and what is
+    wrong with them (None: a usable path): an unknown or disabled bastion, a cycle, more than
+    :data:`MAX_HOPS` hops."""
+    chain: list[str] = []
+    seen = [name]
+    current = nodes[name].via if name in nodes else None
+    while current is not None:
+        if current in seen:
+            loop = " -> ".join([*seen[seen.index(current):], current])
+            return chain[::-1], f"via makes a cycle: {loop}"
+        bastion = nodes.get(current)
+        if bastion is None:
+            return chain[::-1], f"via names {current!r}, which is not in the inventory"
+        if not bastion.enabled:
+            return chain[::-1], f"via names {current!r}, which is disabled: enable it or reach {seen[-1]!r} another way"
+        chain.append(current)
+        seen.append(current)
+        if len(chain) > MAX_HOPS:
+            hops = " -> ".join([name, *chain])
+            return chain[::-1], f"via chain has more than {MAX_HOPS} hops: {hops}"
+        current = bastion.via
+    return chain[::-1], None
+
+
+def check_bastions(nodes: Mapping[str, PathNode], names: Iterable[str] | None = None) -> list[str]:
+    """Every problem of the bastion paths of ``names`` (default: every enabled server), each naming
+    the servers involved: refused at input, so a cycle never probes a path that cannot work."""
+    problems = []
+    wanted = sorted(names) if names is not None else sorted(n for n, node in nodes.items() if node.enabled)
+    for name in wanted:
+        if name not in nodes or nodes[name].via is None:
+            continue
+        _, problem = bastion_path(name, nodes)
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def bastion_options(behind: Iterable[tuple[str, int]], from_hosts: str | None = None) -> str:
+    """authorized_keys options for a bastion: ``restrict`` (no pty, agent or X11 forwarding, no
+    listening), ``port-forwarding`` back on for ``direct-tcpip`` only to the ``permitopen``
+    destinations (the servers behind it), and a forced command that fails, so a session gets no
+    shell and runs nothing."""
+    targets = sorted(set(behind))
+    opens = ",".join(f'permitopen="{f"[{h}]" if ":" in h else h}:{p}"' for h, p in targets)
+    options = f'restrict,port-forwarding,{opens},command="/bin/false"'
+    if from_hosts:
+        options += f',from="{from_hosts}"'
+    return options
 
 
 def read_import_file(content: str, file_format: str) -> list[tuple[int, dict[str, Any]]]:

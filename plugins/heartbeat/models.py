@@ -35,6 +35,8 @@ class ErrorClass(StrEnum):
     HOST_KEY_UNKNOWN = "host_key_unknown"
     HOST_KEY_CHANGED = "host_key_changed"
     AUTH = "auth"
+    PATH_DOWN = "path_down"  # not probed: the bastion hop to it failed (the cause is in the message)
+    FORWARDING_REFUSED = "forwarding_refused"  # the bastion refused to open a channel to it
     OTHER = "other"
 
 
@@ -49,10 +51,14 @@ class Server:
     username: str | None = None
     conn_id: str = DEFAULT_SSH_CONN_ID
     host_key: str | None = None
+    via: str | None = None  # the name of the inventory server it is reached through
+    # The bastions it is reached through, the one the monitor reaches directly first and its own
+    # bastion (``via``) last; empty: reached directly.
+    path: tuple[Server, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Server:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "path"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,26 @@ class ProbeResult:
     host_key: str | None = None
     host_key_fingerprint: str | None = None
     pinned_fingerprint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attempted_at"] = self.attempted_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class HopResult:
+    """The outcome of one bastion hop in one probe task: the login to the bastion that carried
+    its servers' channels (``ok``), or why it failed (``error_class`` is the bastion's own)."""
+
+    bastion_id: int
+    bastion_name: str
+    ok: bool
+    attempted_at: datetime
+    error_class: str | None = None
+    message: str = ""
+    login_ms: float | None = None
+    path: tuple[str, ...] = ()  # the bastions up to this one, the one reached directly first
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,12 +23,13 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from heartbeat.config import HostKeyPolicy
-from heartbeat.models import ErrorClass, ProbeResult, Server
+from heartbeat.models import ErrorClass, HopResult, ProbeResult, Server
 from heartbeat.ssh import (
     KEX_METHODS,
     ClientCredentials,
@@ -45,6 +46,7 @@ from heartbeat.ssh import (
     login,
     read_version_line,
 )
+from heartbeat.ssh.jump import HOP_WORDS, HopFailed, HopSpec, close_hop, open_channel, open_hop
 
 MAX_MESSAGE_CHARS = 300
 
@@ -73,6 +75,8 @@ class ProbeOptions:
     # (conn_id, seconds): the TCP connect bound of the servers using that SSH connection (its
     # ``conn_timeout`` extra), instead of ``connect_timeout_s``.
     connect_timeouts: tuple[tuple[str, float], ...] = ()
+    # Channels (target logins) in flight at once through one bastion connection.
+    bastion_max_channels: int = 16
 
 
 @dataclass
@@ -193,8 +197,25 @@ async def _read_banner(conn: Connection, deadline: float) -> str:
             raise LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror or exc}")
 
 
+@dataclass
+class _Hop:
+    """A bastion connection of this probe run, or why there is none."""
+
+    bastion: Server
+    connection: Any = None  # asyncssh.SSHClientConnection
+    failed: HopResult | None = None  # the hop that failed: this one, or one before it on the path
+    channel_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+
+
 class Prober:
-    """Probes servers concurrently within the bounds of :class:`ProbeOptions`."""
+    """Probes servers concurrently within the bounds of :class:`ProbeOptions`.
+
+    A server behind bastions (``Server.path``) is probed through one connection per bastion and
+    probe run: the first of its servers to need it opens it, the others wait for that one, and
+    each target's login runs over its own ``direct-tcpip`` channel with the same client, bounds
+    and error classes as a direct login. When the hop fails, its servers are not probed: each
+    gets ``path_down`` with the bastion's failure as the cause, and :attr:`hops` says what failed.
+    """
 
     def __init__(
         self,
@@ -208,7 +229,9 @@ class Prober:
         self.now = now
         self._login_slots: asyncio.Semaphore | None = None
         self._socket_slots: asyncio.Semaphore | None = None
-        self._destination_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._destination_slots: dict[tuple[Any, ...], asyncio.Semaphore] = {}
+        self._hops: dict[tuple[int, ...], asyncio.Task[_Hop]] = {}
+        self.hops: list[HopResult] = []  # every bastion hop of the run, in the order they were set up
 
     def _host_key_rule(self, server: Server) -> tuple[tuple[str, ...], Callable[[str], HostKeyVerdict]]:
         """The host key algorithms to offer ``server`` (the trusted keys' types first) and the
@@ -227,6 +250,8 @@ class Prober:
 
     async def probe(self, server: Server) -> ProbeResult:
         assert self._socket_slots is not None
+        if server.path:
+            return await self._probe_via(server)
         destination = self._destination_slots.get((server.host, server.port))
         if destination is None:
             destination = asyncio.Semaphore(self.options.max_per_destination)
@@ -234,7 +259,92 @@ class Prober:
         async with destination, self._socket_slots:  # in this order: waiting on a busy address holds no socket slot
             return await self._probe(server)
 
-    async def _probe(self, server: Server) -> ProbeResult:
+    async def _probe_via(self, server: Server) -> ProbeResult:
+        """One server behind bastions: through the run's connection to its bastion, one channel."""
+        attempted_at = self.now()
+        hop = await self._hop(server.path)
+        if hop.failed is not None:
+            words = HOP_WORDS.get(ErrorClass(hop.failed.error_class or "other"), "bastion hop failed")
+            return ProbeResult(server_id=server.id, server_name=server.name, ok=False, attempted_at=attempted_at,
+                               error_class=ErrorClass.PATH_DOWN.value,
+                               message=_short(f"unreachable via {hop.failed.bastion_name}: {words}"))
+        key = (tuple(s.id for s in server.path), server.host, server.port)
+        destination = self._destination_slots.get(key)
+        if destination is None:
+            destination = self._destination_slots[key] = asyncio.Semaphore(self.options.max_per_destination)
+        bastion = hop.bastion
+
+        def channel(timeout_s: float) -> Awaitable[Connection]:
+            return open_channel(hop.connection, server.host, server.port, timeout_s, bastion.name)
+
+        async with destination, hop.channel_slots:
+            result = await self._probe(server, channel)
+        if result.error_class == ErrorClass.PATH_DOWN:  # the bastion connection broke during the run
+            result = replace(result, message=_short(f"unreachable via {bastion.name}: {result.message}"))
+        return result
+
+    def _hop(self, path: tuple[Server, ...]) -> asyncio.Task[_Hop]:
+        key = tuple(s.id for s in path)
+        task = self._hops.get(key)
+        if task is None:
+            task = self._hops[key] = asyncio.ensure_future(self._open_hop(path))
+        return task
+
+    async def _open_hop(self, path: tuple[Server, ...]) -> _Hop:
+        bastion = path[-1]
+        hop = _Hop(bastion, channel_slots=asyncio.Semaphore(self.options.bastion_max_channels))
+        tunnel = None
+        if len(path) > 1:
+            parent = await self._hop(path[:-1])
+            if parent.failed is not None:
+                hop.failed = parent.failed
+                return hop
+            tunnel = parent.connection
+        attempted_at = self.now()
+        started = time.perf_counter()
+        names = tuple(s.name for s in path)
+        try:
+            creds = self.credentials.get(bastion.conn_id)
+            if creds is None:
+                raise HopFailed(ErrorClass.OTHER, f"no credentials loaded for connection {bastion.conn_id!r}")
+            if isinstance(creds, CredentialsError):
+                raise HopFailed(ErrorClass.OTHER, creds.message)
+            username = bastion.username or creds.username
+            if not username:
+                raise HopFailed(ErrorClass.OTHER, f"no username for bastion {bastion.name}: set one on it or as the "
+                                f"login of connection {bastion.conn_id!r}")
+            host_key_algs, decide = self._host_key_rule(bastion)
+            connect_timeout_s = self._connect_timeouts.get(bastion.conn_id, self.options.connect_timeout_s)
+            spec = HopSpec(bastion.name, bastion.host, bastion.port, username, creds.key, host_key_algs, decide,
+                           connect_timeout_s, self.options.probe_timeout_s)
+            hop.connection = await open_hop(spec, tunnel)
+        except HopFailed as failed:
+            words = HOP_WORDS.get(failed.error_class, "bastion hop failed")
+            hop.failed = HopResult(bastion.id, bastion.name, False, attempted_at, failed.error_class.value,
+                                   _short(f"{words}: {failed.message}"),
+                                   round((time.perf_counter() - started) * 1000.0, 3), names)
+            self.hops.append(hop.failed)
+            return hop
+        except Exception as exc:  # a probe never raises: a down bastion is data
+            log.debug("hop to %s failed unexpectedly", bastion.name, exc_info=True)
+            hop.failed = HopResult(bastion.id, bastion.name, False, attempted_at, ErrorClass.OTHER.value,
+                                   _short(f"{type(exc).__name__}: {exc}"), None, names)
+            self.hops.append(hop.failed)
+            return hop
+        self.hops.append(HopResult(bastion.id, bastion.name, True, attempted_at, None, "login ok",
+                                   round((time.perf_counter() - started) * 1000.0, 3), names))
+        return hop
+
+    async def _close_hops(self) -> None:
+        for key in sorted(self._hops, key=len, reverse=True):  # the far end of a chain first
+            hop = self._hops[key].result() if self._hops[key].done() else None
+            if hop is not None and hop.connection is not None:
+                await close_hop(hop.connection)
+        self._hops = {}
+
+    async def _probe(
+        self, server: Server, open_connection: Callable[[float], Awaitable[Connection]] | None = None,
+    ) -> ProbeResult:
         attempted_at = self.now()
         trace = _Trace(started=time.perf_counter())
         opts = self.options
@@ -254,7 +364,10 @@ class Prober:
                     f"no username: set one on the server or as the login of connection {server.conn_id!r}",
                 )
             connect_timeout_s = self._connect_timeouts.get(server.conn_id, opts.connect_timeout_s)
-            conn = await _connect_tcp(server.host, server.port, connect_timeout_s)
+            if open_connection is None:
+                conn = await _connect_tcp(server.host, server.port, connect_timeout_s)
+            else:
+                conn = await open_connection(connect_timeout_s)
             trace.tcp_done = time.perf_counter()
             trace.banner = await _read_banner(conn, deadline)
             budget_s = max(0.1, deadline - time.perf_counter())
@@ -324,7 +437,11 @@ class Prober:
         self._login_slots = asyncio.Semaphore(self.options.concurrency)
         self._socket_slots = asyncio.Semaphore(max(self.options.max_open_sockets, self.options.concurrency))
         self._destination_slots = {}
-        return list(await asyncio.gather(*(self.probe(s) for s in servers)))
+        self.hops = []
+        try:
+            return list(await asyncio.gather(*(self.probe(s) for s in servers)))
+        finally:
+            await self._close_hops()
 
 
 def probe_servers(
@@ -333,6 +450,16 @@ def probe_servers(
     options: ProbeOptions,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[ProbeResult]:
+    """Probe all servers in a fresh event loop (see :func:`probe_servers_and_hops`)."""
+    return probe_servers_and_hops(servers, credentials, options, now)[0]
+
+
+def probe_servers_and_hops(
+    servers: Sequence[Server],
+    credentials: Mapping[str, ClientCredentials | CredentialsError],
+    options: ProbeOptions,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> tuple[list[ProbeResult], list[HopResult]]:
     """Synchronous entry point: probe all servers in a fresh event loop.
 
     Every login allocates thousands of short-lived objects, and each garbage collection they
@@ -343,7 +470,9 @@ def probe_servers(
     gc.freeze()
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-            return runner.run(Prober(options, credentials, now).probe_all(servers))
+            prober = Prober(options, credentials, now)
+            results = runner.run(prober.probe_all(servers))
+            return results, prober.hops
     finally:
         gc.unfreeze()
 

@@ -23,6 +23,10 @@ WHERE d.status = 'OFFLINE'
                   WHERE m.server_id = s.id AND i.closed_at IS NULL AND m.left_at IS NULL)
   AND NOT EXISTS (SELECT 1 FROM maintenance_windows w
                   WHERE w.server_id = s.id AND %(as_of)s >= w.starts_at AND %(as_of)s < w.ends_at)
+  -- A server not probed because its bastion hop failed, and the bastion itself while its hop is
+  -- down, are told once by the path outage (notifications.sql, path_outage_candidates).
+  AND h.last_error_class IS DISTINCT FROM 'path_down'
+  AND NOT EXISTS (SELECT 1 FROM path_outages o WHERE o.bastion_id = s.id AND o.ended_at IS NULL)
 ORDER BY s.name;
 
 -- name: grouping_fleet

@@ -2,7 +2,7 @@
 -- psycopg (%(name)s), never formatted into the text.
 
 -- name: load_enabled_servers
-SELECT id, name, host, port, username, conn_id, host_key
+SELECT id, name, host, port, username, conn_id, host_key, via
 FROM servers
 WHERE enabled
 ORDER BY id;
@@ -12,31 +12,44 @@ SELECT count(*) AS n FROM servers WHERE enabled;
 
 -- name: load_enabled_servers_by_id
 -- One shard's servers as they are now (a shard names its servers by id).
-SELECT id, name, host, port, username, conn_id, host_key
+SELECT id, name, host, port, username, conn_id, host_key, via
 FROM servers
 WHERE enabled AND id = ANY(%(server_ids)s)
 ORDER BY id;
 
+-- name: load_servers_by_name
+-- The bastions the servers of a shard are reached through, enabled or not (a disabled one is reported).
+SELECT id, name, host, port, username, conn_id, host_key, via, enabled
+FROM servers
+WHERE name = ANY(%(names)s);
+
+-- name: bastion_nodes
+-- What the bastion check needs of every server (inventory.check_bastions).
+SELECT name, via, enabled FROM servers;
+
+-- name: servers_behind
+SELECT name FROM servers WHERE via = %(name)s ORDER BY name;
+
 -- name: insert_server
-INSERT INTO servers (name, host, port, username, conn_id, enabled, host_key, host_key_pinned_at)
-VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s,
+INSERT INTO servers (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at)
+VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s, %(via)s,
         CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END)
 RETURNING id;
 
 -- name: upsert_server
-INSERT INTO servers AS s (name, host, port, username, conn_id, enabled, host_key, host_key_pinned_at)
-VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s,
+INSERT INTO servers AS s (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at)
+VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s, %(via)s,
         CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END)
 ON CONFLICT (name) DO UPDATE SET
     host = EXCLUDED.host, port = EXCLUDED.port, username = EXCLUDED.username,
-    conn_id = EXCLUDED.conn_id, enabled = EXCLUDED.enabled,
+    conn_id = EXCLUDED.conn_id, enabled = EXCLUDED.enabled, via = EXCLUDED.via,
     host_key = coalesce(EXCLUDED.host_key, s.host_key),
     host_key_pinned_at = CASE WHEN EXCLUDED.host_key IS NOT NULL THEN now() ELSE s.host_key_pinned_at END,
     updated_at = now()
 RETURNING id, (xmax = 0) AS inserted;
 
 -- name: list_servers
-SELECT s.id, s.name, s.host, s.port, s.username, s.conn_id, s.enabled, s.host_key, s.created_at
+SELECT s.id, s.name, s.host, s.port, s.username, s.conn_id, s.enabled, s.host_key, s.created_at, s.via
 FROM servers s ORDER BY s.name;
 
 -- name: delete_server

@@ -28,6 +28,11 @@ JOIN servers s ON s.id = l.server_id AND s.enabled
 LEFT JOIN last_sent p ON p.server_id = l.server_id
 LEFT JOIN heartbeats h ON h.server_id = l.server_id
 WHERE extract(epoch FROM %(as_of)s::timestamptz - l.at) >= %(notify_after_s)s
+  -- The jump path is a dependency: a server unreachable because its bastion hop failed does not
+  -- page, and neither does the bastion itself while its hop is down; path_outage_candidates says it once.
+  AND NOT (l.to_status = 'OFFLINE' AND h.last_error_class = 'path_down')
+  AND NOT (l.to_status = 'OFFLINE'
+           AND EXISTS (SELECT 1 FROM path_outages o WHERE o.bastion_id = l.server_id AND o.ended_at IS NULL))
   AND ((l.to_status = 'OFFLINE' AND p.to_status IS DISTINCT FROM 'OFFLINE')
        OR (l.to_status <> 'OFFLINE' AND p.to_status = 'OFFLINE'))
   AND NOT EXISTS (
@@ -125,3 +130,33 @@ WHERE i.opened_at <= %(as_of)s
                       AND n.channel = %(channel)s AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
   )
 ORDER BY coalesce(i.closed_at, i.opened_at), i.id;
+-- name: path_outage_candidates
+-- Open outages of a bastion hop, held %(notify_after_s)s, not yet told on this channel (left for
+-- later while the bastion is in a maintenance window), with the servers behind the bastion (its
+-- enabled servers and theirs, up to the inventory's three hops).
+WITH RECURSIVE behind AS (
+    SELECT o.id AS outage_id, s.id AS server_id, s.name, 1 AS depth
+    FROM path_outages o
+    JOIN servers b ON b.id = o.bastion_id
+    JOIN servers s ON s.via = b.name
+    WHERE o.ended_at IS NULL
+    UNION ALL
+    SELECT bh.outage_id, s.id, s.name, bh.depth + 1
+    FROM behind bh JOIN servers s ON s.via = bh.name
+    WHERE bh.depth < 4
+)
+SELECT o.id AS outage_id, b.id AS bastion_id, b.name AS bastion_name, b.host, b.port, o.started_at AS at,
+       o.cause, (SELECT count(DISTINCT bh.server_id) FROM behind bh JOIN servers s ON s.id = bh.server_id
+                 WHERE bh.outage_id = o.id AND s.enabled) AS servers_behind
+FROM path_outages o
+JOIN servers b ON b.id = o.bastion_id
+WHERE o.ended_at IS NULL
+  AND extract(epoch FROM %(as_of)s::timestamptz - o.started_at) >= %(notify_after_s)s
+  AND NOT EXISTS (
+      SELECT 1 FROM maintenance_windows m
+      WHERE m.server_id = o.bastion_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
+  AND NOT EXISTS (
+      SELECT 1 FROM notification_log n
+      WHERE n.subject = 'path_down:' || o.id AND n.channel = %(channel)s
+        AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+ORDER BY o.started_at, o.id;

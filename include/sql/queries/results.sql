@@ -250,3 +250,14 @@ FROM cycles WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1;
 -- name: cycle_by_id
 SELECT cycle_id, started_at, finished_at, servers, ok, failed, online, warning, offline
 FROM cycles WHERE cycle_id = %(cycle_id)s;
+
+-- name: open_path_outage
+-- A bastion hop failed: its outage starts, unless one is open already (several shards, cycles).
+INSERT INTO path_outages (bastion_id, started_at, cause)
+SELECT s.id, %(attempted_at)s, %(cause)s FROM servers s WHERE s.id = %(bastion_id)s
+ON CONFLICT (bastion_id) WHERE ended_at IS NULL DO NOTHING;
+
+-- name: close_path_outage
+-- A bastion hop worked: its open outage, if any, ends.
+UPDATE path_outages SET ended_at = %(attempted_at)s
+WHERE bastion_id = %(bastion_id)s AND ended_at IS NULL AND started_at <= %(attempted_at)s;

@@ -33,6 +33,8 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(sum(extract(epoch FROM upper(r) - lower(r))), 0)::double precision FROM unnest(ranges) AS r
 $$;
 
+-- Uptime also leaves out the time a bastion on the server's path was down (path_outages): the
+-- server was not observed then, whatever its status read.
 CREATE FUNCTION heartbeat_uptime(from_ts timestamptz, to_ts timestamptz)
 RETURNS TABLE (
     server_id     bigint,
@@ -40,10 +42,11 @@ RETURNS TABLE (
     up_s          double precision,
     observed_s    double precision,
     maintenance_s double precision,
-    uptime_pct    double precision
+    uptime_pct    double precision,
+    path_down_s   double precision
 )
 LANGUAGE sql STABLE AS $$
-    WITH spans AS (
+    WITH RECURSIVE spans AS (
         SELECT e.server_id, e.to_status,
                tstzrange(e.at, coalesce(lead(e.at) OVER (PARTITION BY e.server_id ORDER BY e.at, e.id), to_ts),
                          '[)') * tstzrange(from_ts, to_ts, '[)') AS span
@@ -62,22 +65,40 @@ LANGUAGE sql STABLE AS $$
         FROM maintenance_windows m
         WHERE tstzrange(m.starts_at, m.ends_at, '[)') && tstzrange(from_ts, to_ts, '[)')
         GROUP BY m.server_id
+    ), chain AS (  -- the bastions on the way to each server (at most three hops; bounded anyway)
+        SELECT s.id AS server_id, b.id AS bastion_id, b.via, 1 AS depth
+        FROM servers s JOIN servers b ON b.name = s.via
+        UNION ALL
+        SELECT c.server_id, b.id, b.via, c.depth + 1
+        FROM chain c JOIN servers b ON b.name = c.via
+        WHERE c.depth < 4
+    ), path_down AS (  -- when a bastion hop on the way was down: the server was not observed
+        SELECT c.server_id,
+               range_agg(tstzrange(o.started_at, coalesce(o.ended_at, to_ts), '[)')
+                         * tstzrange(from_ts, to_ts, '[)')) AS ranges
+        FROM chain c JOIN path_outages o ON o.bastion_id = c.bastion_id
+        WHERE o.started_at < to_ts AND coalesce(o.ended_at, to_ts) > from_ts
+        GROUP BY c.server_id
     ), figures AS (
         SELECT s.id, s.name,
-               heartbeat_seconds(coalesce(p.up, '{}') - coalesce(m.ranges, '{}')) AS up_s,
-               heartbeat_seconds(coalesce(p.observed, '{}') - coalesce(m.ranges, '{}')) AS observed_s,
-               heartbeat_seconds(coalesce(p.observed, '{}') * coalesce(m.ranges, '{}')) AS maintenance_s
+               heartbeat_seconds(coalesce(p.up, '{}') - coalesce(m.ranges, '{}') - coalesce(d.ranges, '{}')) AS up_s,
+               heartbeat_seconds(coalesce(p.observed, '{}') - coalesce(m.ranges, '{}') - coalesce(d.ranges, '{}'))
+                   AS observed_s,
+               heartbeat_seconds(coalesce(p.observed, '{}') * coalesce(m.ranges, '{}')) AS maintenance_s,
+               heartbeat_seconds((coalesce(p.observed, '{}') - coalesce(m.ranges, '{}')) * coalesce(d.ranges, '{}'))
+                   AS path_down_s
         FROM servers s
         LEFT JOIN per_server p ON p.server_id = s.id
         LEFT JOIN maintenance m ON m.server_id = s.id
+        LEFT JOIN path_down d ON d.server_id = s.id
         WHERE s.enabled
     )
     SELECT f.id, f.name, f.up_s, f.observed_s, f.maintenance_s,
-           CASE WHEN f.observed_s > 0 THEN 100.0 * f.up_s / f.observed_s END
+           CASE WHEN f.observed_s > 0 THEN 100.0 * f.up_s / f.observed_s END, f.path_down_s
     FROM figures f
 $$;
 COMMENT ON FUNCTION heartbeat_uptime(timestamptz, timestamptz) IS
-    'Per enabled server: seconds ONLINE or WARNING, seconds observed and seconds in maintenance in [from_ts, to_ts), and the uptime percentage without maintenance.';
+    'Per enabled server: seconds ONLINE or WARNING, seconds observed and seconds in maintenance in [from_ts, to_ts), the uptime percentage without maintenance and without the time a bastion on its path was down (path_down_s).';
 
 -- Login latency (probe_history.total_ms of successful attempts) per enabled server in [from_ts, to_ts).
 CREATE FUNCTION heartbeat_latency(from_ts timestamptz, to_ts timestamptz)

@@ -38,6 +38,7 @@ from heartbeat.notify.messages import (
     MONITOR,
     MONITOR_STALLED,
     OFFLINE,
+    PATH_DOWN,
     RECOVERED,
     Notification,
     host_key_notification,
@@ -46,7 +47,7 @@ from heartbeat.notify.messages import (
 )
 
 __all__ = [
-    "CONTEXT_KEY", "HOST_KEY_CHANGED", "MONITOR", "MONITOR_STALLED", "OFFLINE", "RECOVERED",
+    "CONTEXT_KEY", "HOST_KEY_CHANGED", "MONITOR", "MONITOR_STALLED", "OFFLINE", "PATH_DOWN", "RECOVERED",
     "Channel", "HeartbeatEmailNotifier", "HeartbeatWebhookNotifier", "Notification", "NotifierChannel",
     "NotifySettings", "configured_channels", "deliver", "due_notifications", "host_key_notification",
     "notify_changes", "run", "stall_notification", "status_change_notification",

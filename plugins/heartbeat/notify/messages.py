@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from heartbeat.incidents import describe
-from heartbeat.store import FinishedCycle, HostKeyAlertDue, IncidentDue, StatusChangeDue
+from heartbeat.store import FinishedCycle, HostKeyAlertDue, IncidentDue, PathOutageDue, StatusChangeDue
 
 MONITOR = "airflow-ssh-heartbeat"
 OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", "host_key_changed", "monitor_stalled"
 INCIDENT, INCIDENT_RESOLVED, REPEAT, ESCALATION = "incident", "incident_resolved", "repeat", "escalation"
 MEMBERS_LISTED = 20  # member names in a notification's text; the rest are counted
+PATH_DOWN = "path_down"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,23 @@ def host_key_notification(alert: HostKeyAlertDue) -> Notification:
              f"{_when(alert.at)}; its heartbeats stop until this is resolved. {alert.message}",
         at=alert.at, server_id=alert.server_id, server_name=alert.server_name, alert_id=alert.alert_id,
         details={"host": alert.host, "port": alert.port, "reason": alert.message},
+    )
+
+
+def path_down_notification(outage: PathOutageDue) -> Notification:
+    """One notification for a bastion hop that failed, instead of one per server behind it: an
+    incident whose shared cause is the bastion (ledger kind ``incident``, subject ``path_down:<id>``)."""
+    servers = f"{outage.servers_behind} server{'' if outage.servers_behind == 1 else 's'}"
+    return Notification(
+        kind=INCIDENT, subject=f"path_down:{outage.outage_id}",
+        title=f"bastion {outage.bastion_name} unreachable: {servers} behind it not monitored",
+        text=f"the monitor cannot get through bastion {outage.bastion_name} ({outage.host}:{outage.port}) since "
+             f"{_when(outage.at)}: {outage.cause}. The {servers} behind it are not probed; they show OFFLINE "
+             "with this cause and do not page one by one until the bastion works again.",
+        at=outage.at, server_id=outage.bastion_id, server_name=outage.bastion_name,
+        details={"host": outage.host, "port": outage.port, "reason": outage.cause, "dimension": "bastion",
+                 "group_key": outage.bastion_name, "error_class": PATH_DOWN, "members": outage.servers_behind,
+                 "path_outage_id": outage.outage_id},
     )
 
 

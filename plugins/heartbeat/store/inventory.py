@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from heartbeat import sql
-from heartbeat.inventory import InventoryError, ServerSpec, validate_server
+from heartbeat.inventory import (
+    MAX_HOPS,
+    InventoryError,
+    PathNode,
+    ServerSpec,
+    bastion_path,
+    check_bastions,
+    validate_server,
+)
 from heartbeat.models import ErrorClass, ProbeResult, Server
 from heartbeat.store._records import Connection, record, records
 
@@ -26,6 +34,7 @@ class ServerRecord:
     enabled: bool
     host_key: str | None
     created_at: datetime
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,20 +60,57 @@ def load_inventory(
             rows = conn.execute(sql.query("load_enabled_servers")).fetchall()
         else:
             rows = conn.execute(sql.query("load_enabled_servers_by_id"), {"server_ids": list(server_ids)}).fetchall()
+        bastions = _bastion_rows(conn, rows)
     good: list[Server] = []
     bad: list[tuple[Server, str]] = []
+    nodes = {r["name"]: PathNode(r["name"], r["via"], r.get("enabled", True)) for r in [*bastions.values(), *rows]}
     for row in rows:
-        server = Server(
-            id=row["id"], name=row["name"], host=row["host"], port=row["port"],
-            username=row["username"], conn_id=row["conn_id"], host_key=row["host_key"],
-        )
+        server = _server(row)
         try:
-            validate_server({k: row[k] for k in ("name", "host", "port", "username", "conn_id", "host_key")})
+            validate_server({k: row[k] for k in ("name", "host", "port", "username", "conn_id", "host_key", "via")})
         except InventoryError as exc:
             bad.append((server, "invalid inventory row: " + "; ".join(exc.problems)))
             continue
+        if server.via is not None:
+            chain, problem = bastion_path(server.name, nodes)
+            if problem:
+                bad.append((server, "invalid bastion path: " + problem))
+                continue
+            server = replace(server, path=tuple(_server(bastions[name]) for name in chain))
         good.append(server)
     return good, bad
+
+
+def _server(row: dict) -> Server:  # type: ignore[type-arg]
+    return Server(
+        id=row["id"], name=row["name"], host=row["host"], port=row["port"],
+        username=row["username"], conn_id=row["conn_id"], host_key=row["host_key"], via=row["via"],
+    )
+
+
+def _bastion_rows(conn: Connection, rows: Sequence[dict]) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The rows of every bastion on the way to ``rows``, by name (read a hop at a time, at most
+    one hop more than a path may have, so that a too long chain is seen)."""
+    found: dict[str, dict] = {}  # type: ignore[type-arg]
+    wanted = {r["via"] for r in rows if r["via"] is not None}
+    for _ in range(MAX_HOPS + 1):
+        wanted -= set(found)
+        if not wanted:
+            break
+        for row in conn.execute(sql.query("load_servers_by_name"), {"names": sorted(wanted)}).fetchall():
+            found[row["name"]] = row
+        wanted = {r["via"] for r in found.values() if r["via"] is not None}
+    return found
+
+
+def check_inventory_paths(conn: Connection, names: Iterable[str] | None = None) -> None:
+    """Raise :class:`InventoryError` when a bastion path of the inventory (as this transaction
+    sees it) cannot work: every writer of the inventory calls it before committing."""
+    nodes = {r["name"]: PathNode(r["name"], r["via"], r["enabled"])
+             for r in conn.execute(sql.query("bastion_nodes")).fetchall()}
+    problems = check_bastions(nodes, names)
+    if problems:
+        raise InventoryError(problems)
 
 
 def invalid_row_result(server: Server, problem: str, attempted_at: datetime) -> ProbeResult:
@@ -79,6 +125,8 @@ def add_server(conn: Connection, spec: ServerSpec) -> int:
     """Insert one server; returns its id (``psycopg.errors.UniqueViolation`` when the name is taken)."""
     with conn.transaction():
         row = conn.execute(sql.query("insert_server"), asdict(spec)).fetchone()
+        if spec.via is not None:
+            check_inventory_paths(conn, [spec.name])
     assert row is not None
     return int(row["id"])
 
@@ -94,6 +142,7 @@ def upsert_servers(conn: Connection, specs: Iterable[ServerSpec]) -> tuple[int, 
                 inserted += 1
             else:
                 updated += 1
+        check_inventory_paths(conn)
     return inserted, updated
 
 
@@ -114,13 +163,20 @@ def list_servers(conn: Connection) -> list[ServerRecord]:
 def remove_server(conn: Connection, name: str) -> bool:
     """Delete a server and its history; False: no server of that name."""
     with conn.transaction():
+        behind = [r["name"] for r in conn.execute(sql.query("servers_behind"), {"name": name}).fetchall()]
+        if behind:
+            raise InventoryError([f"{name} is the bastion of {', '.join(behind)}: remove them or change their "
+                                  "via first"])
         return conn.execute(sql.query("delete_server"), {"name": name}).fetchone() is not None
 
 
 def set_server_enabled(conn: Connection, name: str, enabled: bool) -> bool:
     """Enable or disable monitoring of a server; False: no server of that name."""
     with conn.transaction():
-        return conn.execute(sql.query("set_server_enabled"), {"name": name, "enabled": enabled}).fetchone() is not None
+        found = conn.execute(sql.query("set_server_enabled"), {"name": name, "enabled": enabled}).fetchone() is not None
+        if found:
+            check_inventory_paths(conn)
+        return found
 
 
 def host_keys(conn: Connection, name: str) -> HostKeys | None:

@@ -62,6 +62,17 @@ class IncidentDue:
     kind: str
     members: int
     member_names: list[str]
+class PathOutageDue:
+    """An open outage of a bastion hop not yet told on the channel: its servers are not probed."""
+
+    outage_id: int
+    bastion_id: int
+    bastion_name: str
+    host: str
+    port: int
+    at: datetime
+    cause: str
+    servers_behind: int
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,13 @@ def incidents_due(
     params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
     with conn.transaction():
         return records(IncidentDue, conn.execute(sql.query("incident_candidates"), params))
+def path_outages_due(
+    conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
+) -> list[PathOutageDue]:
+    """Open bastion outages to tell on ``channel`` at ``as_of``, oldest first."""
+    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(PathOutageDue, conn.execute(sql.query("path_outage_candidates"), params))
 
 
 def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from heartbeat import sql
 from heartbeat.flapping import DEFAULT_FLAP_RULES, FlapRules, is_flapping
-from heartbeat.models import ProbeResult
+from heartbeat.models import HopResult, ProbeResult
 from heartbeat.status import SEED_RULES, StatusRules
 from heartbeat.store._records import Connection, record, records
 
@@ -100,6 +100,18 @@ def record_results(
         conn.execute(sql.query("pin_first_host_keys"))
         conn.execute(sql.query("raise_host_key_changed_alerts"))
         _update_flapping(conn, candidates, flap_rules)
+
+
+def record_hops(conn: Connection, hops: Sequence[HopResult]) -> None:
+    """Open an outage for each bastion whose hop failed (one stays open across shards and cycles)
+    and close it when a hop to that bastion works again, in one transaction."""
+    with conn.transaction():
+        for hop in hops:
+            params = {"bastion_id": hop.bastion_id, "attempted_at": hop.attempted_at}
+            if hop.ok:
+                conn.execute(sql.query("close_path_outage"), params)
+            else:
+                conn.execute(sql.query("open_path_outage"), {**params, "cause": hop.message})
 
 
 def _update_flapping(conn: Connection, candidates: Sequence[dict[str, Any]], rules: FlapRules) -> None:
