@@ -62,6 +62,9 @@ class IncidentDue:
     kind: str
     members: int
     member_names: list[str]
+
+
+@dataclass(frozen=True)
 class PathOutageDue:
     """An open outage of a bastion hop not yet told on the channel: its servers are not probed."""
 
