@@ -31,6 +31,9 @@ $(STAMP): requirements.txt pyproject.toml
 	  $(BIN)/python -m pip install -q --disable-pip-version-check uv; }
 	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@# setuptools leaves the build's metadata beside the package; with plugins/ on sys.path (an Airflow
+	@# plugins folder) it would be a second copy of the distribution and its plugin entry point.
+	rm -rf plugins/*.egg-info
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,6 +1,7 @@
 """Environment for real Airflow processes (``dag.test()``, scheduler, api-server) in the lab:
-one AIRFLOW_HOME, the metadata database in the lab's PostgreSQL, and the project's DAGs,
-plugins and connections."""
+one AIRFLOW_HOME, the metadata database in the lab's PostgreSQL, the project's DAGs and
+connections. The plugins folder is an empty one in AIRFLOW_HOME, as in a deployment: the UI plugin
+comes from the package's ``airflow.plugins`` entry point (the venv installs the project)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def airflow_environment(
     """A full environment for Airflow subprocesses. The JWT secret and Fernet key are kept in
     ``secrets_file`` (default ``home/lab-secrets.json``) so restarts share them."""
     home.mkdir(parents=True, exist_ok=True)
+    (home / "plugins").mkdir(exist_ok=True)
     secrets_file = secrets_file or home / "lab-secrets.json"
     if secrets_file.exists():
         keys = json.loads(secrets_file.read_text())
@@ -68,7 +70,7 @@ def airflow_environment(
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],

@@ -1,6 +1,10 @@
 """Where the SQL lives (``include/sql``) and how it is read: migrations, repeatable views and
 named queries (``-- name: foo`` sections, parameters bound by psycopg). Only :mod:`heartbeat.store`
-runs them: ``queries/<module>.sql`` holds the queries of ``store/<module>.py``."""
+runs them: ``queries/<module>.sql`` holds the queries of ``store/<module>.py``.
+
+The files travel with the package as ``heartbeat/sqlfiles`` (package data). In the repository that
+folder is a symbolic link to ``include/sql``, so a checkout, an editable install and an installed
+wheel read them the same way."""
 
 from __future__ import annotations
 
@@ -9,18 +13,30 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 MIGRATION_FILE = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 
+PACKAGE_FOLDER = "sqlfiles"
+
+
 def sql_dir() -> Path:
-    """``include/sql`` of the project; ``HEARTBEAT_SQL_DIR`` overrides it (e.g. in a container)."""
+    """The SQL of the installed package (``heartbeat/sqlfiles``: ``include/sql`` in the repository);
+    ``HEARTBEAT_SQL_DIR`` overrides it (to try an edited copy without reinstalling)."""
     override = os.environ.get("HEARTBEAT_SQL_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "include" / "sql"
+    packaged = resources.files("heartbeat").joinpath(PACKAGE_FOLDER)
+    if not isinstance(packaged, Path) or not packaged.is_dir():
+        raise FileNotFoundError(
+            f"the heartbeat package has no SQL files ({packaged}): it is installed from a zip or a build "
+            "without its package data; reinstall airflow-ssh-heartbeat from its wheel, or set "
+            "HEARTBEAT_SQL_DIR to a copy of include/sql"
+        )
+    return packaged.resolve()
 
 
 @dataclass(frozen=True)

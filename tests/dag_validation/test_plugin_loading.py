@@ -1,7 +1,13 @@
 """Airflow's plugin manager, run on this project's ``plugins/`` folder as every Airflow process runs
-it, loads exactly the heartbeat plugin, imports the package under its own name only (no module of
-``plugins/heartbeat/`` as a bare top-level name such as ``config``), and nothing of the
-development harness (``heartbeat_lab``)."""
+it, loads exactly the heartbeat plugin, once, from the package's ``airflow.plugins`` entry point
+(the development environment installs the project in editable mode, as a deployment installs the
+wheel), imports the package under its own name only (no module of ``plugins/heartbeat/`` as a bare
+top-level name such as ``config``), and nothing of the development harness (``heartbeat_lab``).
+
+The plugin file that used to sit in ``plugins/`` is gone: with it, the plugin would be found twice
+(plugins folder first, then the entry point), and Airflow 3.3 reports the second as an import
+error ("Plugin 'heartbeat' already registered"). The clean-environment test
+(tests/packaging/test_clean_install.py) shows the entry point alone with an empty plugins folder."""
 
 from __future__ import annotations
 
@@ -53,18 +59,19 @@ def under(file: str, folder: Path) -> bool:
     return Path(file).resolve().is_relative_to(folder)
 
 
-def test_should_load_exactly_the_heartbeat_plugin_from_the_plugins_folder(loaded: dict) -> None:
-    assert loaded["errors"] == {}
+def test_should_load_the_heartbeat_plugin_once_from_the_package_entry_point(loaded: dict) -> None:
+    assert loaded["errors"] == {}, ("a second copy of the distribution on sys.path? `make venv` removes the "
+                                    "plugins/*.egg-info that an editable install leaves")
     assert [p["name"] for p in loaded["plugins"]] == ["heartbeat"]
-    assert "heartbeat_plugin.py" in loaded["plugins"][0]["source"]
+    assert loaded["plugins"][0]["source"] == (
+        "airflow-ssh-heartbeat==0.1.0: EntryPoint(name='heartbeat', value='heartbeat.plugin:HeartbeatPlugin', "
+        "group='airflow.plugins')")
 
 
 def test_should_import_the_package_only_under_its_own_name(loaded: dict) -> None:
     from_plugins = {name for name, file in loaded["modules"].items() if under(file, PLUGINS)}
-    assert "heartbeat_plugin" in from_plugins
-    assert "heartbeat.web" in from_plugins
-    bare = sorted(n for n in from_plugins if n != "heartbeat_plugin" and n != "heartbeat"
-                  and not n.startswith("heartbeat."))
+    assert {"heartbeat.plugin", "heartbeat.web"} <= from_plugins
+    bare = sorted(n for n in from_plugins if n != "heartbeat" and not n.startswith("heartbeat."))
     assert bare == [], f"imported by bare file name (is plugins/.airflowignore missing heartbeat/?): {bare}"
 
 
@@ -78,4 +85,4 @@ def test_should_cover_every_module_of_the_package_by_the_ignore_file() -> None:
     """The ignore file keeps the plugin manager out of the whole package, not a list of its files."""
     lines = [line.strip() for line in (PLUGINS / ".airflowignore").read_text().splitlines()]
     assert "heartbeat/" in [line for line in lines if line and not line.startswith("#")]
-    assert sorted(p.name for p in PLUGINS.glob("*.py")) == ["heartbeat_plugin.py"]
+    assert sorted(p.name for p in PLUGINS.glob("*.py")) == [], "the plugin comes from the entry point only"
