@@ -97,13 +97,15 @@ def airflow_environment(
     return env
 
 
-def airflow_bin() -> str:
-    return str(Path(sys.executable).with_name("airflow"))
+def airflow_bin(bin_dir: Path | None = None) -> str:
+    """The ``airflow`` command of this interpreter's environment, or of the one whose ``bin``
+    folder is ``bin_dir`` (another virtual environment, e.g. one that installed the wheel)."""
+    return str((bin_dir or Path(sys.executable).parent) / "airflow")
 
 
-def migrate_metadata(env: Mapping[str, str], timeout_s: float = 300) -> None:
+def migrate_metadata(env: Mapping[str, str], timeout_s: float = 300, bin_dir: Path | None = None) -> None:
     """``airflow db migrate``; raises with Airflow's own output when it fails."""
-    proc = subprocess.run([airflow_bin(), "db", "migrate"], env=dict(env), capture_output=True, text=True,
+    proc = subprocess.run([airflow_bin(bin_dir), "db", "migrate"], env=dict(env), capture_output=True, text=True,
                           timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -88,14 +88,18 @@ def loopback_hostname() -> str:
 
 def loopback_environment(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` plus what keeps Airflow on loopback: the hostname callable (importable by the
-    components because the folder holding this package goes on ``PYTHONPATH``), and free
-    loopback ports for the worker and trigger log servers (in case they are started after all)."""
+    components because the folder holding this package goes on ``PYTHONPATH``; an ``env`` that
+    names its own callable keeps it, and ``PYTHONPATH`` untouched), and free loopback ports for
+    the worker and trigger log servers (in case they are started after all)."""
     if "AIRFLOW__API__PORT" not in env:
         raise ValueError("the Airflow environment has no api-server port: pass api_port to airflow_environment()")
-    return {
-        **env,
+    hostname = {} if env.get("AIRFLOW__CORE__HOSTNAME_CALLABLE") else {
         "PYTHONPATH": os.pathsep.join(p for p in (str(LAB_PARENT), env.get("PYTHONPATH", "")) if p),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.loopback_hostname",
+    }
+    return {
+        **env,
+        **hostname,
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
         or str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT")
@@ -157,6 +161,8 @@ class AirflowProcesses(LabService):
     :param serve_logs: let the scheduler and triggerer start their log servers (they bind
         0.0.0.0); off by default.
     :param restart_policy: how :meth:`supervise` restarts a component that has exited.
+    :param bin_dir: the ``bin`` folder whose ``airflow`` command runs the components (default:
+        this interpreter's environment).
     """
 
     def __init__(
@@ -167,8 +173,10 @@ class AirflowProcesses(LabService):
         *,
         serve_logs: bool = False,
         restart_policy: RestartPolicy | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
         self._env = loopback_environment(env)
+        self._airflow = airflow_bin(bin_dir)
         self._log_dir = Path(log_dir)
         self._names = tuple(components)
         self._serve_logs = serve_logs
@@ -408,7 +416,7 @@ class AirflowProcesses(LabService):
     # -- internals ----------------------------------------------------------------------
 
     def _command(self, name: str) -> list[str]:
-        command = [airflow_bin(), name]
+        command = [self._airflow, name]
         if name == "api-server":
             command += ["--host", "127.0.0.1", "--port", str(self.api_port)]
         if name in ("scheduler", "triggerer") and not self._serve_logs:

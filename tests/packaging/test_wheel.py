@@ -1,38 +1,25 @@
-"""The wheel holds the product (the ``heartbeat`` package from ``plugins/``) and nothing of the
-development harness: no ``heartbeat_lab``, no demo, no tests or benchmarks.
-
-The wheel is built by uv from a copy of the working tree (so that the build's ``build/`` and
-``*.egg-info`` folders never land in the repository), offline from uv's cache when it can."""
+"""The wheel holds the product (the ``heartbeat`` package from ``plugins/``, its SQL and web
+assets as package data, the ``heartbeat`` command and the ``airflow.plugins`` entry point) and
+nothing of the development harness: no ``heartbeat_lab``, no demo, no tests or benchmarks. Both
+ways a wheel is made are checked: straight from the source tree, and from the sdist (the SQL
+reaches the package through a symbolic link, which the sdist must turn into files)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import zipfile
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 import pytest
+from distributions import REPO, build
 
-REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "plugins" / "heartbeat"
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".state", "build", "dist", "*.egg-info", "__pycache__",
-                                    "*.pyc", ".*_cache", "test-artifacts", "secrets", ".env")
+SQL = REPO / "include" / "sql"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    work = tmp_path_factory.mktemp("wheel")
-    source, out = work / "source", work / "dist"
-    shutil.copytree(REPO, source, ignore=NOT_SOURCE, symlinks=True)
-    uv = Path(sys.executable).with_name("uv")
-    assert uv.exists(), f"{uv} is missing: run `make venv`"
-    command = [str(uv), "build", "--wheel", "--quiet", "--out-dir", str(out), str(source)]
-    proc = subprocess.run([*command, "--offline"], capture_output=True, text=True, timeout=300, cwd=work)
-    if proc.returncode != 0:  # setuptools not in uv's cache yet: fetch it like `make venv` does
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    [built] = out.glob("*.whl")
+@pytest.fixture(scope="module", params=["from source", "via sdist"])
+def wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    built = build(tmp_path_factory.mktemp("wheel"), via_sdist=request.param == "via sdist")
     with zipfile.ZipFile(built) as archive:
         yield archive
 
@@ -81,3 +68,23 @@ def test_should_hold_nothing_of_the_development_harness(wheel: zipfile.ZipFile, 
 def test_should_install_the_heartbeat_command(wheel: zipfile.ZipFile) -> None:
     entry_points = wheel.read("airflow_ssh_heartbeat-0.1.0.dist-info/entry_points.txt").decode()
     assert "heartbeat = heartbeat.cli:main" in entry_points
+
+
+def test_should_register_the_ui_plugin_as_an_airflow_plugins_entry_point(wheel: zipfile.ZipFile) -> None:
+    entry_points = wheel.read("airflow_ssh_heartbeat-0.1.0.dist-info/entry_points.txt").decode()
+    assert "[airflow.plugins]\nheartbeat = heartbeat.plugin:HeartbeatPlugin" in entry_points
+
+
+def test_should_hold_every_sql_file_of_include_sql_as_package_data(wheel: zipfile.ZipFile) -> None:
+    expected = {f"heartbeat/sqlfiles/{p.relative_to(SQL).as_posix()}": p.read_bytes() for p in SQL.rglob("*.sql")}
+    assert {folder.split("/")[2] for folder in expected} == {"migrations", "queries", "views"}
+    held = {str(n): wheel.read(str(n)) for n in names(wheel) if n.suffix == ".sql"}
+    assert held == expected
+
+
+def test_should_declare_airflow_3_3_and_the_providers_as_dependencies(wheel: zipfile.ZipFile) -> None:
+    metadata = wheel.read("airflow_ssh_heartbeat-0.1.0.dist-info/METADATA").decode()
+    requires = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    assert "apache-airflow<4,>=3.3" in requires
+    for provider in ("postgres", "ssh", "smtp"):
+        assert any(r.startswith(f"apache-airflow-providers-{provider}>=") for r in requires), requires
