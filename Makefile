@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint test test-fast screenshots demo up bench clean
+.PHONY: venv system-deps lint test test-fast wheel screenshots demo up bench clean
 
 # System packages the tests and the demo run for real: OpenSSH sshd, a PostgreSQL server, Redis (the
 # Celery broker of the sites tests and demo) and iproute2 (network namespaces).
@@ -48,6 +48,13 @@ test: system-deps venv lint
 test-fast: venv
 	$(BIN)/python -m pytest -m "unit or dag_validation" $(PYTEST_ARGS)
 
+# The installable package: dist/airflow_ssh_heartbeat-<version>-py3-none-any.whl and its sdist (the
+# wheel built from the sdist, as a package index's users get it). README: "Add it to your Airflow".
+wheel: venv
+	rm -rf dist
+	$(BIN)/uv build --out-dir dist .
+	rm -rf build plugins/*.egg-info
+
 # The README's screenshots, taken by the browser test (which otherwise writes to .state/test-screenshots).
 SCREENSHOTS_DIR ?= docs/screenshots
 screenshots: system-deps venv
@@ -65,4 +72,4 @@ bench: system-deps venv
 	$(BIN)/python -m bench.bench_store
 
 clean:
-	rm -rf .state
+	rm -rf .state dist build

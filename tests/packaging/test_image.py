@@ -1,5 +1,7 @@
-"""The image (Dockerfile) and its build context carry the product only: no ``heartbeat_lab``, demo,
-tests or benchmarks. No Docker engine runs here: the Dockerfile and .dockerignore are read."""
+"""The image (Dockerfile) installs the product as a deployment would: a first stage builds the wheel
+from the product's sources only (no ``heartbeat_lab``, demo, tests or benchmarks), the image is the
+stock Airflow image plus that wheel, installed with Airflow pinned, and the two-line DAG files. No
+Docker engine runs here: the Dockerfile and .dockerignore are read."""
 
 from __future__ import annotations
 
@@ -51,8 +53,36 @@ def test_should_read_copy_instructions_of_every_form() -> None:
 
 def test_should_copy_the_product_by_name() -> None:
     sources = context_sources(DOCKERFILE.read_text())
-    assert "plugins/" in sources
+    assert sorted(sources) == sorted(["pyproject.toml", "README.md", "plugins/heartbeat/", "include/sql/", "dags/"])
     assert [s for s in sources if PurePosixPath(s).as_posix() in (".", "*", "/")] == [], "a whole-context COPY"
+
+
+def stages(text: str) -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage (those before the first FROM are left out)."""
+    found: list[list[tuple[str, str]]] = []
+    for keyword, arguments in instructions(text):
+        if keyword == "FROM":
+            found.append([])
+        if found:
+            found[-1].append((keyword, arguments))
+    return found
+
+
+def test_should_build_the_wheel_in_a_first_stage_and_install_it_in_the_stock_airflow_image() -> None:
+    build, image = stages(DOCKERFILE.read_text())
+    assert build[0] == ("FROM", "apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION} AS wheel")
+    assert any(k == "RUN" and "pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/heartbeat-dist ." in a
+               for k, a in build)
+    assert image[0] == ("FROM", "apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}")
+    assert ("COPY", "--from=wheel /tmp/heartbeat-dist/ /tmp/heartbeat-dist/") in image
+    [install] = [a for k, a in image if k == "RUN" and "pip install" in a]
+    pinned = 'pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/heartbeat-dist/airflow_ssh_heartbeat'
+    assert pinned in install, "the wheel, with Airflow pinned on the same line (no up- or downgrade of Airflow)"
+    assert "--editable" not in install and "--no-deps" not in install
+    assert "heartbeat --help" in install and "import heartbeat.plugin" in install
+    assert not [a for k, a in image if k == "ENV" and "HEARTBEAT_SQL_DIR" in a], "the SQL comes from the package"
+    assert [a for k, a in image if k == "COPY" and "--from" not in a] == ["--chown=airflow:0 dags/ /opt/airflow/dags/"]
+    assert image[-1] == ("USER", "airflow")
 
 
 @pytest.mark.parametrize("folder", HARNESS)

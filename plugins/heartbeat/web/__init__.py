@@ -1,5 +1,5 @@
 """The Fleet heartbeat page: a FastAPI app (a JSON API and a static page, no build step) that the
-plugin in ``plugins/heartbeat_plugin.py`` mounts on Airflow's api-server under ``/heartbeat``.
+plugin in :mod:`heartbeat.plugin` mounts on Airflow's api-server under ``/heartbeat``.
 
 Every Airflow process imports plugin files, task runners included, and only the api-server serves
 this app: :class:`LazyApp` builds it on the first request, so importing the plugin costs nothing.
