@@ -130,6 +130,7 @@ WHERE i.opened_at <= %(as_of)s
                       AND n.channel = %(channel)s AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
   )
 ORDER BY coalesce(i.closed_at, i.opened_at), i.id;
+
 -- name: path_outage_candidates
 -- Open outages of a bastion hop, held %(notify_after_s)s, not yet told on this channel (left for
 -- later while the bastion is in a maintenance window), with the servers behind the bastion (its
@@ -160,3 +161,43 @@ WHERE o.ended_at IS NULL
       WHERE n.subject = 'path_down:' || o.id AND n.channel = %(channel)s
         AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
 ORDER BY o.started_at, o.id;
+
+-- name: ongoing_outages
+-- Outages told (on some channel) that still hold at %(as_of)s with nobody on them: a server whose
+-- latest status change is the OFFLINE that was told, not acknowledged and not in maintenance; an
+-- incident still open and not acknowledged. Repeats and escalations are decided from these.
+WITH told AS (
+    SELECT DISTINCT n.subject, n.kind, n.server_id, n.event_id, n.incident_id
+    FROM notification_log n
+    WHERE n.state = 'sent' AND n.kind IN ('offline', 'incident') AND n.sent_at <= %(as_of)s
+)
+SELECT t.subject, t.kind, t.server_id, s.name AS server_name, t.event_id, t.incident_id,
+       coalesce(e.at, i.first_failed_at) AS since, e.reason, i.dimension, i.group_key, i.error_class,
+       i.population, (SELECT count(*) FROM incident_members m WHERE m.incident_id = t.incident_id) AS members
+FROM told t
+LEFT JOIN servers s ON s.id = t.server_id
+LEFT JOIN status_events e ON e.id = t.event_id
+LEFT JOIN incidents i ON i.id = t.incident_id
+WHERE CASE WHEN t.kind = 'offline' THEN
+          s.enabled
+          AND (SELECT x.id FROM status_events x WHERE x.server_id = t.server_id AND x.at <= %(as_of)s
+               ORDER BY x.at DESC, x.id DESC LIMIT 1) = t.event_id
+          AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.server_id = t.server_id
+                          AND a.created_at <= %(as_of)s AND a.ended_at IS NULL
+                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s))
+          AND NOT EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.server_id = t.server_id
+                          AND %(as_of)s >= w.starts_at AND %(as_of)s < w.ends_at)
+      ELSE
+          i.closed_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.incident_id = t.incident_id
+                          AND a.created_at <= %(as_of)s AND a.ended_at IS NULL
+                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s))
+      END
+ORDER BY since, t.subject;
+
+-- name: outage_ledger
+-- The ledger rows of these outages: their first notification, repeats and escalations.
+SELECT regexp_replace(n.subject, ':(repeat:[0-9]+|escalation)$', '') AS outage, n.subject, n.channel, n.kind,
+       n.state, n.attempts, n.sent_at
+FROM notification_log n
+WHERE regexp_replace(n.subject, ':(repeat:[0-9]+|escalation)$', '') = ANY(%(subjects)s);

@@ -1,6 +1,7 @@
 """Channels: Airflow notifiers configured by connections, ``heartbeat_smtp`` (e-mail, through the
-smtp provider) and ``heartbeat_webhook`` (a JSON POST); a channel whose connection is not
-defined is off. The notifiers also serve as plain Airflow callbacks of any DAG or task."""
+smtp provider), ``heartbeat_webhook`` (a JSON POST), and the on-call tools of
+:mod:`heartbeat.notify.oncall` (Slack, PagerDuty, Opsgenie, Apprise); a channel whose connection
+is not defined is off. The notifiers also serve as plain Airflow callbacks of any DAG or task."""
 
 from __future__ import annotations
 
@@ -135,11 +136,18 @@ class NotifierChannel:
 
 
 def configured_channels(settings: NotifySettings) -> list[Channel]:
-    """The channels whose Airflow connection is defined."""
+    """The channels whose Airflow connection is defined: e-mail, webhook, Slack, PagerDuty,
+    Opsgenie, Apprise."""
+    from heartbeat.notify import oncall
+
     candidates: list[tuple[str, str, BaseNotifier]] = [
         ("email", settings.email_conn_id, HeartbeatEmailNotifier(settings.email_conn_id)),
         ("webhook", settings.webhook_conn_id,
          HeartbeatWebhookNotifier(settings.webhook_conn_id, timeout_s=settings.timeout_s)),
+        ("slack", settings.slack_conn_id, oncall.HeartbeatSlackNotifier(settings.slack_conn_id, settings.timeout_s)),
+        ("pagerduty", settings.pagerduty_conn_id, oncall.HeartbeatPagerdutyNotifier(settings.pagerduty_conn_id)),
+        ("opsgenie", settings.opsgenie_conn_id, oncall.HeartbeatOpsgenieNotifier(settings.opsgenie_conn_id)),
+        ("apprise", settings.apprise_conn_id, oncall.HeartbeatAppriseNotifier(settings.apprise_conn_id)),
     ]
     channels: list[Channel] = []
     for name, conn_id, notifier in candidates:

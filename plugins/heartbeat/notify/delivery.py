@@ -14,10 +14,13 @@ from heartbeat import store
 from heartbeat.config import NotifySettings
 from heartbeat.notify.channels import Channel, configured_channels
 from heartbeat.notify.messages import (
+    REPEAT,
     Notification,
+    escalation_notification,
     host_key_notification,
     incident_notification,
     path_down_notification,
+    repeat_notification,
     stall_notification,
     status_change_notification,
 )
@@ -51,6 +54,48 @@ def due_notifications(
     return sorted(due, key=lambda n: n.at)
 
 
+def _settled(row: store.LedgerRow, max_attempts: int) -> bool:
+    return row.state == "sent" or row.attempts >= max_attempts
+
+
+def reminders_due(
+    outages: Sequence[store.OngoingOutage], ledger: Sequence[store.LedgerRow], channel: str,
+    settings: NotifySettings, as_of: datetime,
+) -> list[Notification]:
+    """Repeats and escalations due on ``channel`` (the rule, pure). On an ordinary channel,
+    reminder n of an outage is due ``repeat_after_s`` × n after its first notification was sent
+    there. On an escalation channel, an outage is told once when some channel has sent it
+    ``escalate_after`` reminders. Acknowledged, recovered and closed outages are not in ``outages``."""
+    if not settings.repeat_after_s:
+        return []
+    escalation = channel in settings.escalation_channel_names
+    if escalation and not settings.escalate_after:
+        return []
+    by_outage: dict[str, list[store.LedgerRow]] = {}
+    for row in ledger:
+        by_outage.setdefault(row.outage, []).append(row)
+    due: list[Notification] = []
+    for outage in outages:
+        rows = by_outage.get(outage.subject, [])
+        if escalation:
+            reminders: Counter[str] = Counter(r.channel for r in rows if r.kind == REPEAT and r.state == "sent")
+            done = any(r.subject == f"{outage.subject}:escalation" and r.channel == channel
+                       and _settled(r, settings.max_attempts) for r in rows)
+            most = max(reminders.values(), default=0)
+            if not done and most >= settings.escalate_after:
+                due.append(escalation_notification(outage, most, as_of))
+            continue
+        first = next((r for r in rows if r.subject == outage.subject and r.channel == channel
+                      and r.state == "sent" and r.sent_at is not None), None)
+        if first is None or first.sent_at is None:
+            continue
+        number = 1 + sum(1 for r in rows if r.kind == REPEAT and r.channel == channel
+                         and _settled(r, settings.max_attempts))
+        if (as_of - first.sent_at).total_seconds() >= settings.repeat_after_s * number:
+            due.append(repeat_notification(outage, number, as_of))
+    return due
+
+
 def deliver(
     conn: Connection, channel: Channel, notification: Notification, settings: NotifySettings, as_of: datetime,
 ) -> str:
@@ -80,11 +125,14 @@ def notify_changes(
     conn: Connection, channels: Sequence[Channel], settings: NotifySettings, as_of: datetime,
     current_cycle_id: str | None = None, stale_after_s: float = 60.0,
 ) -> dict[str, int]:
-    """Send everything due on every channel; returns counts of sent, failed and skipped."""
+    """Send everything due on every channel (an escalation channel gets escalations only), then
+    the reminders due; returns counts of sent, failed and skipped."""
     counts: Counter[str] = Counter()
+    outages, ledger = store.ongoing_outages(conn, as_of) if settings.repeat_after_s else ([], [])
     for channel in channels:
-        for notification in due_notifications(conn, channel.name, settings, as_of, current_cycle_id,
-                                              stale_after_s):
+        due = [] if channel.name in settings.escalation_channel_names else due_notifications(
+            conn, channel.name, settings, as_of, current_cycle_id, stale_after_s)
+        for notification in due + reminders_due(outages, ledger, channel.name, settings, as_of):
             counts[deliver(conn, channel, notification, settings, as_of)] += 1
     return {"channels": len(channels), **{k: counts[k] for k in ("sent", "failed", "skipped")}}
 
@@ -101,8 +149,10 @@ def run(
     if channels is None:
         channels = configured_channels(notify_settings)
     if not channels:
-        log.info("no notification channel: define the Airflow connection %r (e-mail) or %r (webhook)",
-                 notify_settings.email_conn_id, notify_settings.webhook_conn_id)
+        log.info("no notification channel: define the Airflow connection %r (e-mail), %r (webhook), %r (Slack), "
+                 "%r (PagerDuty), %r (Opsgenie) or %r (Apprise)", notify_settings.email_conn_id,
+                 notify_settings.webhook_conn_id, notify_settings.slack_conn_id, notify_settings.pagerduty_conn_id,
+                 notify_settings.opsgenie_conn_id, notify_settings.apprise_conn_id)
         return {"channels": 0, "sent": 0, "failed": 0, "skipped": 0}
     with cycle.db_connect(settings, dsn) as conn:
         counts = notify_changes(conn, channels, notify_settings, as_of, current_cycle_id, settings.stale_after_s)

@@ -8,7 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from heartbeat.incidents import describe
-from heartbeat.store import FinishedCycle, HostKeyAlertDue, IncidentDue, PathOutageDue, StatusChangeDue
+from heartbeat.store import (
+    FinishedCycle,
+    HostKeyAlertDue,
+    IncidentDue,
+    OngoingOutage,
+    PathOutageDue,
+    StatusChangeDue,
+)
 
 MONITOR = "airflow-ssh-heartbeat"
 OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", "host_key_changed", "monitor_stalled"
@@ -153,3 +160,39 @@ def incident_notification(incident: IncidentDue) -> Notification:
         kind=INCIDENT, subject=f"incident:{incident.incident_id}", title=title,
         text=f"Incident {incident.incident_id}: {text} Members: {listing}.",
         at=incident.opened_at, incident_id=incident.incident_id, details=details)
+
+
+def _outage_title(outage: OngoingOutage) -> tuple[str, str]:
+    """The outage's title and how to acknowledge it."""
+    if outage.incident_id is not None:
+        title, _ = describe(str(outage.dimension), str(outage.group_key), str(outage.error_class), outage.members,
+                            int(outage.population or outage.members), outage.since)
+        return title, f"heartbeat ack incident {outage.incident_id} --reason ..."
+    return f"{outage.server_name} is OFFLINE", f"heartbeat ack server {outage.server_name} --reason ..."
+
+
+def _outage_notification(outage: OngoingOutage, kind: str, subject: str, title: str, text: str,
+                         at: datetime, **details: Any) -> Notification:
+    return Notification(
+        kind=kind, subject=subject, title=title, text=text, at=at, server_id=outage.server_id,
+        server_name=outage.server_name, event_id=outage.event_id, incident_id=outage.incident_id,
+        details={"outage": outage.subject, "since": outage.since.isoformat(), "reason": outage.reason,
+                 "group_key": outage.group_key, **details})
+
+
+def repeat_notification(outage: OngoingOutage, number: int, as_of: datetime) -> Notification:
+    """The ``number``-th reminder of an outage that still holds and nobody acknowledged."""
+    title, ack = _outage_title(outage)
+    return _outage_notification(
+        outage, REPEAT, f"{outage.subject}:repeat:{number}", f"still failing: {title}",
+        f"Still failing since {_when(outage.since)} and not acknowledged (reminder {number}): {title}. "
+        f"Acknowledge to stop reminders: {ack}", as_of, repeat=number)
+
+
+def escalation_notification(outage: OngoingOutage, repeats: int, as_of: datetime) -> Notification:
+    """An outage still unacknowledged after ``repeats`` reminders, for the escalation channels."""
+    title, ack = _outage_title(outage)
+    return _outage_notification(
+        outage, ESCALATION, f"{outage.subject}:escalation", f"escalated: {title}",
+        f"Escalated: failing since {_when(outage.since)}, told {repeats + 1} times and not acknowledged: "
+        f"{title}. Acknowledge: {ack}", as_of, repeats=repeats)

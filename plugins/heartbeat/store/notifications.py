@@ -79,6 +79,39 @@ class PathOutageDue:
 
 
 @dataclass(frozen=True)
+class OngoingOutage:
+    """An outage told on some channel that still holds with nobody on it: a server (``offline``)
+    or an incident (``incident``). ``subject`` is the ledger key of its first notification."""
+
+    subject: str
+    kind: str
+    server_id: int | None
+    server_name: str | None
+    event_id: int | None
+    incident_id: int | None
+    since: datetime
+    reason: str | None
+    dimension: str | None
+    group_key: str | None
+    error_class: str | None
+    population: int | None
+    members: int
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger row of an outage (``outage``: the subject of its first notification)."""
+
+    outage: str
+    subject: str
+    channel: str
+    kind: str
+    state: str
+    attempts: int
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
 class FinishedCycle:
     cycle_id: str
     started_at: datetime
@@ -130,6 +163,8 @@ def incidents_due(
     params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
     with conn.transaction():
         return records(IncidentDue, conn.execute(sql.query("incident_candidates"), params))
+
+
 def path_outages_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[PathOutageDue]:
@@ -137,6 +172,15 @@ def path_outages_due(
     params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
     with conn.transaction():
         return records(PathOutageDue, conn.execute(sql.query("path_outage_candidates"), params))
+
+
+def ongoing_outages(conn: Connection, as_of: datetime) -> tuple[list[OngoingOutage], list[LedgerRow]]:
+    """Outages told that still hold with nobody on them at ``as_of``, and their ledger rows."""
+    with conn.transaction():
+        outages = records(OngoingOutage, conn.execute(sql.query("ongoing_outages"), {"as_of": as_of}))
+        rows = records(LedgerRow, conn.execute(sql.query("outage_ledger"),
+                                               {"subjects": [o.subject for o in outages]})) if outages else []
+    return outages, rows
 
 
 def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:
