@@ -411,6 +411,76 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return EXIT_ERROR if counts["failed"] else EXIT_OK
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    import getpass
+
+    from heartbeat import cycle, maintenance, store
+
+    now = cycle.utc_now()
+    try:
+        expires_at = maintenance.parse_time(args.until, now) if args.until else None
+    except maintenance.MaintenanceError as exc:
+        raise CommandError(str(exc).replace("maintenance", "acknowledgement"))
+    target = {"server_name": args.target} if args.what == "server" else {"incident_id": _incident_id(args.target)}
+    with _connect(args) as conn:
+        ack_id = store.acknowledge(conn, by=args.by or getpass.getuser(), reason=args.reason, as_of=now,
+                                   expires_at=expires_at, **target)  # type: ignore[arg-type]
+    until = f" until {_fmt_time(expires_at)}" if expires_at else " until it recovers"
+    print(f"acknowledgement {ack_id} of {args.what} {args.target}{until}: no reminders or escalations meanwhile")
+    return EXIT_OK
+
+
+def _incident_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"{text!r} is not an incident number (see `heartbeat incidents list`)") from None
+
+
+def cmd_ack_list(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, store
+
+    with _connect(args) as conn:
+        rows = store.list_acknowledgements(conn, cycle.utc_now(), include_ended=args.all)
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return EXIT_OK
+    print(_table([(r.id, r.server_name or f"incident {r.incident_id}", r.acknowledged_by, _fmt_time(r.created_at),
+                   _fmt_time(r.expires_at) if r.expires_at else "recovery", r.end_reason or ("" if r.active else
+                                                                                         "expired"), r.reason)
+                  for r in rows], ("ID", "OF", "BY", "SINCE", "UNTIL", "ENDED", "REASON")))
+    return EXIT_OK
+
+
+def cmd_incidents_list(args: argparse.Namespace) -> int:
+    from heartbeat import cycle, incidents, store
+
+    with _connect(args) as conn:
+        rows = store.list_incidents(conn, cycle.utc_now(), include_closed=args.all)
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return EXIT_OK
+    table = []
+    for r in rows:
+        title, _ = incidents.describe(r.dimension, r.group_key, r.error_class, r.members, r.population,
+                                      r.first_failed_at)
+        state = f"closed {_fmt_time(r.closed_at)}" if r.closed_at else f"open, {r.still_failing} failing"
+        table.append((r.id, _fmt_time(r.opened_at), state, r.acknowledged_by or "", title))
+    print(_table(table, ("ID", "OPENED", "STATE", "ACKNOWLEDGED BY", "WHAT")))
+    return EXIT_OK
+
+
+def cmd_servers_parent(args: argparse.Namespace) -> int:
+    from heartbeat import store
+
+    if (args.parent is None) != (args.kind is None) and not args.none:
+        raise CommandError("give the parent and its --kind (switch, router, hypervisor, bastion, host), or --none")
+    with _connect(args) as conn:
+        store.set_parent(conn, args.name, None if args.none else args.parent, args.kind)
+    print(f"{args.name} has no parent" if args.none else f"{args.name} depends on {args.kind} {args.parent}")
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,6 +574,32 @@ def build_parser() -> argparse.ArgumentParser:
     mend = mactions.add_parser("end", help="end a server's open maintenance windows now")
     mend.add_argument("name", help="server name")
     mend.set_defaults(func=cmd_maintenance_end)
+
+    ack = sub.add_parser("ack", help="acknowledge a failing server or an incident: no reminders or escalations")
+    aactions = ack.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for what, help_text in (("server", "a server that is OFFLINE"), ("incident", "an open incident (its number)")):
+        a = aactions.add_parser(what, help=help_text)
+        a.add_argument("target", metavar="NAME" if what == "server" else "ID")
+        a.add_argument("--reason", "-m", required=True, help="why, e.g. what is being done about it")
+        a.add_argument("--by", help="who acknowledges (default: the login name)")
+        a.add_argument("--until", help="expiry: +2h, +30m, +1d or an ISO time (default: until it recovers)")
+        a.set_defaults(func=cmd_ack)
+    alist = aactions.add_parser("list", help="active acknowledgements")
+    alist.add_argument("--all", action="store_true", help="include ended and expired ones")
+    alist.add_argument("--json", action="store_true")
+    alist.set_defaults(func=cmd_ack_list)
+    inc = sub.add_parser("incidents", help="shared-cause incidents").add_subparsers(dest="action", required=True,
+                                                                                      metavar="ACTION")
+    ilist = inc.add_parser("list", help="open incidents")
+    ilist.add_argument("--all", action="store_true", help="include closed ones")
+    ilist.add_argument("--json", action="store_true")
+    ilist.set_defaults(func=cmd_incidents_list)
+    par = servers.add_parser("parent", help="declare what a server depends on (a switch, a hypervisor, a bastion)")
+    par.add_argument("name", help="server name")
+    par.add_argument("parent", nargs="?", help="the parent server's name")
+    par.add_argument("--kind", choices=("switch", "router", "hypervisor", "bastion", "host"))
+    par.add_argument("--none", action="store_true", help="remove the parent")
+    par.set_defaults(func=cmd_servers_parent)
 
     notify = sub.add_parser("notify", help="send due notifications now (also checks that the monitor runs)")
     notify.add_argument("--dry-run", action="store_true", help="print what is due without sending")

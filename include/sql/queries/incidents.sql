@@ -63,10 +63,11 @@ WHERE i.closed_at IS NULL AND i.opened_at <= %(as_of)s
 RETURNING i.id;
 
 -- name: end_acknowledgements
--- An acknowledgement ends when its server is no longer OFFLINE or its incident has closed.
+-- An acknowledgement ends when its server is no longer OFFLINE or its incident has closed (one
+-- that expired before stays as it is).
 UPDATE acknowledgements a SET ended_at = %(as_of)s,
        end_reason = CASE WHEN a.server_id IS NOT NULL THEN 'server recovered' ELSE 'incident closed' END
-WHERE a.ended_at IS NULL AND a.created_at <= %(as_of)s
+WHERE a.ended_at IS NULL AND a.created_at <= %(as_of)s AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s)
   AND ((a.server_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM server_status_decided d WHERE d.server_id = a.server_id AND d.status = 'OFFLINE'))
        OR (a.incident_id IS NOT NULL AND EXISTS (
