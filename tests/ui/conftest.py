@@ -100,7 +100,8 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
     postgres.create_database("airflow_meta_ui")
     postgres.create_database("heartbeat_ui")
     dsn = postgres.dsn("heartbeat_ui")
-    passwords = {"admin": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12)}
+    passwords = {"admin": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12),
+                 "editor": secrets.token_urlsafe(12)}
     password_file = home / "passwords.json"
     password_file.write_text(json.dumps(passwords))
     db_json = postgres_connection_json(postgres.host, postgres.port, "heartbeat_ui")
@@ -108,7 +109,7 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
     env = airflow_environment(
         home, f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/airflow_meta_ui",
         heartbeat_db_json=db_json, ssh_conn_json=ssh_json, api_port=free_port(),
-        extra={"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        extra={"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,editor:user",
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
                "HEARTBEAT_OFFLINE_AFTER_S": OFFLINE_AFTER_S},
     )

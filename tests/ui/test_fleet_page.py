@@ -166,3 +166,52 @@ def test_should_show_the_fleet_as_the_database_has_it_in_a_real_browser(fleet_si
                                 ".some(e => (e.getAttribute('aria-label') || e.textContent || '')"
                                 ".includes('Fleet heartbeat'))")
         browser.screenshot(SCREENSHOTS / "airflow-ui.png")
+
+
+def post(url: str, body: dict, token: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),  # noqa: S310
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (127.0.0.1 only)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_should_let_an_editor_acknowledge_from_the_page_and_refuse_a_viewer(fleet_site: FleetSite):
+    """Acknowledging needs edit rights on the ssh_heartbeat DAG: Airflow's ``user`` role has them,
+    ``viewer`` does not, in the API and on the page."""
+    acks = "SELECT acknowledged_by, reason, expires_at IS NOT NULL AS expires FROM acknowledgements"
+    url = fleet_site.url + "/heartbeat/api/acknowledgements"
+    status, body = post(url, {"server": "db-01", "reason": "looking"}, fleet_site.token("viewer"))
+    assert status == 403 and "edit rights on the ssh_heartbeat DAG" in body["detail"]
+    status, body = post(url, {"server": "web-01", "reason": "x"}, fleet_site.token("editor"))
+    assert (status, body["detail"]) == (400, "web-01 is not OFFLINE: there is nothing to acknowledge")
+    assert query(fleet_site.dsn, acks) == []
+
+    def acknowledge_in_browser(user: str) -> Chromium:
+        browser.set_cookie("_token", fleet_site.token(user), fleet_site.url + "/")
+        browser.navigate(fleet_site.url + "/heartbeat/#server=db-01")
+        browser.wait_for("document.getElementById('server-view').dataset.status === 'OFFLINE'"
+                         " && !document.getElementById('ack-server-button').hidden", what="the OFFLINE server view")
+        browser.evaluate("document.getElementById('ack-server-button').click();"
+                         "document.getElementById('ack-reason').value = 'replacing its disk';"
+                         "document.getElementById('ack-for').value = '240';"
+                         "document.getElementById('ack-submit').click()")
+        browser.wait_for("!document.getElementById('ack-message').hidden", what="the acknowledgement's answer")
+        return browser
+
+    with Chromium() as browser:
+        acknowledge_in_browser("viewer")
+        assert "edit rights" in browser.evaluate("document.getElementById('ack-message').textContent")
+        assert query(fleet_site.dsn, acks) == []
+        acknowledge_in_browser("editor")
+        assert "Acknowledged db-01" in browser.evaluate("document.getElementById('ack-message').textContent")
+        browser.wait_for("document.getElementById('server-ack-text').textContent.includes('Acknowledged by editor')",
+                         what="the acknowledgement on the page")
+        assert query(fleet_site.dsn, acks) == [{"acknowledged_by": "editor", "reason": "replacing its disk",
+                                               "expires": True}]
+        browser.navigate(fleet_site.url + "/heartbeat/")
+        browser.wait_for("document.querySelector('tr[data-server=\"db-01\"] .tag.acknowledged') !== null",
+                         what="the tag in the list")
+        assert browser.exceptions == [], browser.exceptions

@@ -125,3 +125,8 @@ WITH RECURSIVE chain(id, parent_id, depth, path) AS (
     WHERE NOT s.id = ANY(c.path) AND c.depth < 1000
 )
 SELECT c.id, s.name FROM chain c JOIN servers s ON s.id = c.id ORDER BY c.depth;
+
+-- name: server_incident_states
+-- Servers in an open incident or with an active acknowledgement.
+SELECT server_id, incident_id, acknowledged_by FROM server_incident_state
+WHERE incident_id IS NOT NULL OR acknowledged_by IS NOT NULL;

@@ -58,4 +58,10 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heartbeat_pipeline') THEN
         GRANT SELECT ON open_incidents, acknowledgements_active, server_incident_state TO heartbeat_pipeline;
     END IF;
+    -- People acknowledge as other systems raise alerts: the Fleet page's connection (a login in
+    -- heartbeat_reader and heartbeat_inputs) or a tool's.
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heartbeat_inputs') THEN
+        GRANT SELECT ON incidents, server_status_decided TO heartbeat_inputs;
+        GRANT SELECT, INSERT ON acknowledgements TO heartbeat_inputs;
+    END IF;
 END $$;

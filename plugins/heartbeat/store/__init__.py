@@ -37,6 +37,7 @@ from heartbeat.store.incidents import (
     Acknowledgement,
     AcknowledgementError,
     IncidentRecord,
+    ServerIncidentState,
     acknowledge,
     add_incident_members,
     close_recovered_incidents,
@@ -48,6 +49,7 @@ from heartbeat.store.incidents import (
     lock_incidents,
     open_incident,
     open_incident_causes,
+    server_incident_states,
     set_parent,
 )
 from heartbeat.store.inputs import (
@@ -144,6 +146,7 @@ __all__ = [
     "OngoingOutage",
     "ProbeCounts",
     "SchemaError",
+    "ServerIncidentState",
     "ServerRecord",
     "StatusChange",
     "StatusChangeDue",
@@ -205,6 +208,7 @@ __all__ = [
     "remove_server",
     "resolve_alert",
     "resolve_anomaly",
+    "server_incident_states",
     "set_parent",
     "set_server_enabled",
     "start_cycle",

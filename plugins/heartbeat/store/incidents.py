@@ -51,6 +51,20 @@ class Acknowledgement:
     active: bool
 
 
+@dataclass(frozen=True)
+class ServerIncidentState:
+    server_id: int
+    incident_id: int | None
+    acknowledged_by: str | None
+
+
+def server_incident_states(conn: Connection) -> dict[int, ServerIncidentState]:
+    """Per server id, its open incident and active acknowledgement (servers with neither left out)."""
+    with conn.transaction():
+        rows = records(ServerIncidentState, conn.execute(sql.query("server_incident_states")))
+    return {r.server_id: r for r in rows}
+
+
 def lock_incidents(conn: Connection) -> None:
     conn.execute(sql.query("lock_incidents"))
 

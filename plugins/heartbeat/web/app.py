@@ -24,7 +24,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from heartbeat import store
-from heartbeat.web.auth import AuthError, authenticate, authorize, login_url, require_airflow_user
+from heartbeat.web.auth import (
+    AuthError,
+    authenticate,
+    authorize,
+    login_url,
+    may_edit,
+    require_airflow_user,
+    require_edit_rights,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DSN_TTL_S = 60.0
@@ -87,6 +95,8 @@ class ServerRow(BaseModel):
     in_maintenance: bool
     maintenance_until: datetime | None
     maintenance_reason: str | None
+    incident_id: int | None = Field(None, description="the open shared-cause incident it is a member of")
+    acknowledged_by: str | None = Field(None, description="who acknowledged its outage (while active)")
 
 
 class ServerList(BaseModel):
@@ -173,6 +183,40 @@ class ServerDetail(BaseModel):
     maintenance: list[MaintenanceWindow] = Field(description="open and future maintenance windows")
 
 
+class Incident(BaseModel):
+    id: int
+    title: str = Field(description="what happened, in words")
+    dimension: str = Field(description="what the members share: parent, connection or prefix")
+    group_key: str
+    error_class: str
+    members: int
+    still_failing: int
+    population: int = Field(description="enabled servers sharing the cause when it opened")
+    first_failed_at: datetime
+    opened_at: datetime
+    acknowledged_by: str | None
+    member_names: list[str]
+
+
+class IncidentList(BaseModel):
+    as_of: datetime
+    may_acknowledge: bool = Field(description="whether this user has edit rights (may acknowledge)")
+    incidents: list[Incident]
+
+
+class AcknowledgementRequest(BaseModel):
+    server: str | None = Field(None, max_length=128, description="a server that is OFFLINE")
+    incident_id: int | None = Field(None, description="an open incident")
+    reason: str = Field(min_length=1, max_length=2000, description="why; e.g. what is being done")
+    expires_in_minutes: float | None = Field(None, description="expiry; none: until it recovers (or closes)")
+
+
+class AcknowledgementCreated(BaseModel):
+    id: int
+    acknowledged_by: str
+    expires_at: datetime | None
+
+
 class Database:
     """The heartbeat database of the ``heartbeat_db`` connection, opened through the Postgres
     provider's hook (every extra of the connection applies); the Connection is looked up once a
@@ -230,8 +274,11 @@ User = Annotated[Any, Depends(require_airflow_user)]
 Conn = Annotated[psycopg.Connection[Any], Depends(database_connection)]
 
 
-def server_row(row: store.DashboardServer) -> ServerRow:
-    return ServerRow(name=row.server_name, **{k: getattr(row, k) for k in ServerRow.model_fields if k != "name"})
+def server_row(row: store.DashboardServer, state: store.ServerIncidentState | None = None) -> ServerRow:
+    fields: dict[str, Any] = {k: getattr(row, k) for k in ServerRow.model_fields if k != "name" and hasattr(row, k)}
+    if state is not None:
+        fields.update(incident_id=state.incident_id, acknowledged_by=state.acknowledged_by)
+    return ServerRow(name=row.server_name, **fields)
 
 
 def _model(model: type[M], record: Any) -> M:
@@ -332,7 +379,8 @@ def create_app(database: Database | None = None) -> FastAPI:
         rows = store.dashboard_servers(conn, status=status_filter.value if status_filter else None,
                                        name_part=name or None)
         as_of = rows[0].as_of if rows else store.fleet_summary(conn).as_of
-        listed = sort_servers([server_row(r) for r in rows], sort, order)
+        states = store.server_incident_states(conn)
+        listed = sort_servers([server_row(r, states.get(r.server_id)) for r in rows], sort, order)
         return ServerList(as_of=as_of, count=len(listed), servers=listed)
 
     @app.get("/api/servers/{name}", response_model=ServerDetail, tags=["server"],
@@ -351,12 +399,47 @@ def create_app(database: Database | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enabled server named {name!r}")
         since = row.as_of - timedelta(hours=hours)
         return ServerDetail(
-            as_of=row.as_of, since=since, server=server_row(row),
+            as_of=row.as_of, since=since, server=server_row(row, store.server_incident_states(conn).get(row.server_id)),
             status_changes=[_model(StatusChange, r) for r in store.status_changes(conn, row.server_id, since, limit)],
             latency=[_model(LatencyPoint, r) for r in store.latency_history(conn, row.server_id, since, limit)],
             latency_1h=_model(LatencyPercentiles, store.latency_percentiles_1h(conn, row.server_id)),
             inputs=[_model(ActiveInput, r) for r in store.active_inputs(conn, row.server_id)],
             maintenance=[_model(MaintenanceWindow, r) for r in store.maintenance_windows(conn, row.server_id)],
         )
+
+    @app.get("/api/incidents", response_model=IncidentList, tags=["incidents"])
+    def open_incidents(user: User, conn: Conn, response: Response) -> IncidentList:
+        """Open shared-cause incidents: what the members share, how many of how many servers,
+        since when, who acknowledged; and whether this user may acknowledge."""
+        from heartbeat.incidents import describe
+
+        response.headers.update(NO_STORE)
+        as_of = store.fleet_summary(conn).as_of
+        listed = [Incident(title=describe(r.dimension, r.group_key, r.error_class, r.members, r.population,
+                                          r.first_failed_at)[0],
+                           **{k: getattr(r, k) for k in Incident.model_fields if k != "title"})
+                  for r in store.list_incidents(conn, as_of)]
+        return IncidentList(as_of=as_of, may_acknowledge=may_edit(user), incidents=listed)
+
+    @app.post("/api/acknowledgements", response_model=AcknowledgementCreated, status_code=status.HTTP_201_CREATED,
+              tags=["incidents"], responses={400: {"description": "unknown or not failing; expiry not in the future"},
+                                             403: {"description": "no edit rights on the ssh_heartbeat DAG"}})
+    def acknowledge(user: User, conn: Conn, body: AcknowledgementRequest) -> AcknowledgementCreated:
+        """Acknowledge a failing server or an open incident as the logged-in user: no reminders or
+        escalations while it lasts; it ends when the server recovers (the incident closes) or at
+        its expiry. Needs edit rights on the ``ssh_heartbeat`` DAG."""
+        require_edit_rights(user)
+        as_of = store.fleet_summary(conn).as_of
+        expires_at = None
+        if body.expires_in_minutes is not None:
+            expires_at = as_of + timedelta(minutes=body.expires_in_minutes)
+        by = str(user.get_name())
+        try:
+            ack_id = store.acknowledge(conn, by=by, reason=body.reason, as_of=as_of, server_name=body.server,
+                                       incident_id=body.incident_id, expires_at=expires_at)
+        except store.AcknowledgementError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        conn.commit()  # the request's connection is closed, not committed, after the response
+        return AcknowledgementCreated(id=ack_id, acknowledged_by=by, expires_at=expires_at)
 
     return app

@@ -45,6 +45,27 @@ def authorize(user: Any) -> None:
         raise AuthError(status.HTTP_403_FORBIDDEN, "Forbidden: this Airflow user may not see the Airflow UI")
 
 
+MONITOR_DAG_ID = "ssh_heartbeat"
+
+
+def may_edit(user: Any) -> bool:
+    """Whether ``user`` has edit rights here: the right to edit the monitor's DAG (``ssh_heartbeat``)
+    in Airflow, which the auth manager decides (SimpleAuthManager: the ``user`` role and above;
+    FAB: "can edit" on that DAG). Viewers may look, not acknowledge."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    return bool(get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=MONITOR_DAG_ID), user=user))
+
+
+def require_edit_rights(user: Any) -> None:
+    """Refuse (403) a user without edit rights on the monitor's DAG."""
+    if not may_edit(user):
+        raise AuthError(status.HTTP_403_FORBIDDEN,
+                        f"Forbidden: acknowledging needs edit rights on the {MONITOR_DAG_ID} DAG; this Airflow "
+                        "user may only view")
+
+
 async def require_airflow_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Any:

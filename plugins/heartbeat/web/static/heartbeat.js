@@ -14,6 +14,8 @@
   const state = {
     servers: [],
     summary: null,
+    incidents: null,
+    ackTarget: null, // {server: name} or {incident_id: n} while the form is open
     detail: null,
     fetchedAt: 0, // performance.now() of the last successful refresh
     status: "",
@@ -135,10 +137,11 @@
     clearTimeout(timer);
     try {
       const wanted = state.server;
-      const requests = [getJSON("api/summary"), getJSON("api/servers")];
+      const requests = [getJSON("api/summary"), getJSON("api/servers"), getJSON("api/incidents")];
       if (wanted) requests.push(getJSON(`api/servers/${encodeURIComponent(wanted)}?hours=${HISTORY_HOURS}`));
-      const [summary, list, detail] = await Promise.all(requests);
+      const [summary, list, incidents, detail] = await Promise.all(requests);
       state.summary = summary;
+      state.incidents = incidents;
       state.servers = list.servers;
       state.detail = wanted && wanted === state.server ? detail : null;
       state.fetchedAt = performance.now();
@@ -169,11 +172,67 @@
 
   function render() {
     renderHeader();
+    renderIncidents();
     $("fleet-view").hidden = Boolean(state.server);
     $("server-view").hidden = !state.server;
     if (state.server) renderServer();
     else renderFleet();
     tick();
+  }
+
+  function renderIncidents() {
+    const list = state.incidents ? state.incidents.incidents : [];
+    $("incidents").hidden = !list.length || Boolean(state.server);
+    $("incident-list").replaceChildren(...list.map((i) => el("li", { "data-incident": String(i.id) },
+      el("strong", { text: `#${i.id} ${i.title}` }),
+      ` since ${fmtTime(i.first_failed_at)} `,
+      i.acknowledged_by
+        ? el("span", { class: "tag acknowledged", text: `acknowledged by ${i.acknowledged_by}` })
+        : el("button", { type: "button", "data-ack-incident": String(i.id), text: "Acknowledge…" }),
+      el("div", { class: "members", text: i.member_names.slice(0, 30).join(", ") +
+        (i.member_names.length > 30 ? ` and ${i.member_names.length - 30} more` : "") }))));
+  }
+
+  // --- acknowledging ---------------------------------------------------------------------------
+
+  function openAck(target, label) {
+    state.ackTarget = target;
+    $("ack-target").textContent = label;
+    $("ack-panel").hidden = false;
+    $("ack-message").hidden = true;
+    $("ack-reason").focus();
+  }
+  function closeAck() {
+    state.ackTarget = null;
+    $("ack-panel").hidden = true;
+    $("ack-reason").value = "";
+  }
+  function ackMessage(text, refused) {
+    const box = $("ack-message");
+    box.hidden = false;
+    box.textContent = text;
+    box.classList.toggle("refused", Boolean(refused));
+  }
+  async function submitAck(event) {
+    event.preventDefault();
+    if (!state.ackTarget) return;
+    const minutes = $("ack-for").value;
+    const body = { ...state.ackTarget, reason: $("ack-reason").value.trim(),
+      expires_in_minutes: minutes ? Number(minutes) : null };
+    const response = await fetch("api/acknowledgements", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });
+    let detail = `HTTP ${response.status}`;
+    try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+    if (response.status === 201) {
+      ackMessage(`Acknowledged ${$("ack-target").textContent}.`, false);
+      closeAck();
+      refresh();
+    } else if (response.status === 403) {
+      ackMessage(`Not acknowledged: ${detail}.`, true);
+    } else {
+      ackMessage(`Not acknowledged: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`, true);
+    }
   }
 
   function renderHeader() {
@@ -261,6 +320,8 @@
       el("span", { class: "addr", text: `${s.host}:${s.port}` }));
     const status = el("td", { class: "status" }, badge(s.status),
       s.flapping ? el("span", { class: "tag flapping", title: "its logins keep succeeding and failing", text: "flapping" }) : null,
+      s.incident_id ? el("span", { class: "tag incident", title: "a member of a shared-cause incident", text: `incident #${s.incident_id}` }) : null,
+      s.acknowledged_by ? el("span", { class: "tag acknowledged", text: `ack: ${s.acknowledged_by}` }) : null,
       s.in_maintenance ? el("span", { class: "tag maintenance", title: maintenanceTitle(s), text: "maintenance" }) : null);
     return el("tr", { "data-server": s.name, "data-status": s.status },
       name, status,
@@ -297,6 +358,10 @@
     m.hidden = !s.in_maintenance;
     m.textContent = s.in_maintenance ? `maintenance until ${fmtTime(s.maintenance_until)}` : "";
     $("server-reason").textContent = s.reason;
+    const ackText = [s.incident_id ? `Member of incident #${s.incident_id}.` : "",
+      s.acknowledged_by ? `Acknowledged by ${s.acknowledged_by}.` : ""].filter(Boolean).join(" ");
+    $("server-ack-text").textContent = ackText;
+    $("ack-server-button").hidden = s.status !== "OFFLINE" || Boolean(s.acknowledged_by);
 
     const p = d.latency_1h;
     const facts = [
@@ -449,6 +514,14 @@
       location.hash = hashFor({ server: null });
     });
   }
+
+  $("ack-form").addEventListener("submit", submitAck);
+  $("ack-cancel").addEventListener("click", closeAck);
+  $("ack-server-button").addEventListener("click", () => openAck({ server: state.server }, state.server));
+  $("incident-list").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-ack-incident]");
+    if (button) openAck({ incident_id: Number(button.dataset.ackIncident) }, `incident #${button.dataset.ackIncident}`);
+  });
 
   readHash();
   setInterval(tick, 1000);
