@@ -91,7 +91,7 @@ class NotifySettings:
         return self.stall_after_s if self.stall_after_s is not None else stale_after_s + self.notify_after_s
 
 
-INCIDENT_DIMENSIONS = ("parent", "connection", "prefix")
+INCIDENT_DIMENSIONS = ("parent", "bastion", "connection", "prefix")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ class IncidentSettings:
         expired key or a dead hypervisor takes out most of what depends on it, a coincidence
         rarely does.
     :param dimensions: what failing servers may share, tried in this order, comma-separated:
-        ``parent`` (declared), ``connection`` (the SSH connection: credential failures only),
+        ``parent`` (declared), ``bastion`` (the jump host, ``via``), ``connection`` (the SSH
+        connection: credential failures only),
         ``prefix`` (the address prefix). A server joins the first group that qualifies.
     :param prefix_v4: the IPv4 prefix length of the ``prefix`` dimension.
     :param prefix_v6: the IPv6 prefix length of the ``prefix`` dimension.

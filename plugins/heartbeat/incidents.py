@@ -4,6 +4,8 @@ Each cycle, the servers that newly went OFFLINE (not told yet, in no open incide
 maintenance) are grouped by what they share, in the order of ``HEARTBEAT_INCIDENT_DIMENSIONS``:
 
 - ``parent``: the declared parent (a switch, a hypervisor, a bastion), whatever the error class;
+- ``bastion``: the jump host a server is reached through (``servers.via``), per error class (a
+  failed hop itself is told once by its path outage, and its ``path_down`` servers never reach here);
 - ``connection``: the SSH connection (its credential), for ``auth`` failures only: a key refused
   by most servers of one connection is a credential problem, not that many outages;
 - ``prefix``: the address prefix (/24, /64) of servers whose host is an address, per error class.
@@ -49,6 +51,7 @@ class FleetServer:
     conn_id: str
     parent_name: str | None = None
     parent_kind: str | None = None
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,11 @@ class Failure:
     error_class: str
     event_id: int
     at: datetime
+    via: str | None = None
 
     def as_server(self) -> FleetServer:
         return FleetServer(self.server_id, self.server_name, self.host, self.conn_id, self.parent_name,
-                           self.parent_kind)
+                           self.parent_kind, self.via)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ def _parent_key(server: FleetServer, error_class: str | None, settings: Incident
     return f"{server.parent_kind} {server.parent_name}" if server.parent_name else None
 
 
+def _bastion_key(server: FleetServer, error_class: str | None, settings: IncidentSettings) -> str | None:
+    return f"bastion {server.via}" if server.via else None
+
+
 def _connection_key(server: FleetServer, error_class: str | None, settings: IncidentSettings) -> str | None:
     return server.conn_id if error_class is None or error_class in CREDENTIAL_CLASSES else None
 
@@ -113,6 +121,7 @@ KeyOf = Callable[[FleetServer, "str | None", IncidentSettings], "str | None"]
 # dimension -> (the key a server has in it (error_class None: for the population), class-blind?)
 DIMENSIONS: dict[str, tuple[KeyOf, bool]] = {
     "parent": (_parent_key, True),
+    "bastion": (_bastion_key, False),
     "connection": (_connection_key, False),
     "prefix": (_prefix_key, False),
 }
@@ -188,6 +197,9 @@ def describe(dimension: str, group_key: str, error_class: str, members: int, pop
                        f"(of {population}) since {when}: a credential problem, not {members} outages. "
                        f"Check the key of Airflow connection {group_key!r} and the servers' authorized_keys.")
     words = CLASS_WORDS.get(error_class, f"failed ({error_class})")
+    if dimension == "bastion":
+        title = f"{members} of {population} servers behind {group_key} {words}"
+        return title, f"{title} since {when}: one cause, one page."
     if dimension == "parent":
         title = f"{members} of {population} servers behind {group_key} are OFFLINE"
         return title, (f"{members} of {population} servers behind {group_key} went OFFLINE since {when}: "

@@ -20,7 +20,7 @@ def server(i: int, host: str, conn_id: str = "heartbeat_ssh", parent: str | None
 
 def failed(s: FleetServer, error_class: str) -> Failure:
     return Failure(s.server_id, s.server_name, s.host, s.conn_id, s.parent_name, s.parent_kind, error_class,
-                   1000 + s.server_id, T0)
+                   1000 + s.server_id, T0, s.via)
 
 
 RACK = [server(i, f"192.0.2.{i}") for i in range(1, 45)]  # 44 servers in 192.0.2.0/24
@@ -96,6 +96,15 @@ def test_should_join_an_open_incident_of_the_same_cause_below_the_thresholds():
     cause = Cause("prefix", "192.0.2.0/24", "timeout")
     joining, groups = group_failures([failed(RACK[43], "timeout")], RACK, DEFAULTS, open_causes=[cause])
     assert list(joining) == [cause] and groups == []
+
+
+def test_should_group_failures_behind_one_bastion_per_error_class():
+    fleet = [FleetServer(i, f"app-{i}", f"10.{i}.0.5", "heartbeat_ssh", via="jump-1") for i in range(1, 7)]
+    failures = [failed(s, "timeout") for s in fleet[:4]]
+    _, [group] = group_failures(failures, fleet, DEFAULTS)
+    assert group.cause == Cause("bastion", "bastion jump-1", "timeout")
+    title = describe("bastion", "bastion jump-1", "timeout", 4, 6, T0)[0]
+    assert title == "4 of 6 servers behind bastion jump-1 timed out"
 
 
 def test_should_try_dimensions_in_the_configured_order():

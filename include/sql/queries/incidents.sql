@@ -7,7 +7,7 @@ SELECT pg_advisory_xact_lock(hashtext('heartbeat_incidents'));
 -- Servers OFFLINE now whose latest status change went OFFLINE within the last %(window_s)s, not
 -- told on any channel yet, in no open incident and not in a maintenance window.
 SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind,
-       coalesce(h.last_error_class, 'other') AS error_class, e.id AS event_id, e.at
+       coalesce(h.last_error_class, 'other') AS error_class, e.id AS event_id, e.at, s.via
 FROM server_status_decided d
 JOIN servers s ON s.id = d.server_id AND s.enabled
 JOIN LATERAL (
@@ -31,7 +31,7 @@ ORDER BY s.name;
 
 -- name: grouping_fleet
 -- Every enabled server, with what the incident dimensions read.
-SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind
+SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind, s.via
 FROM servers s LEFT JOIN servers p ON p.id = s.parent_id
 WHERE s.enabled;
 
