@@ -401,8 +401,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
                                                      stale_after_s=settings.stale_after_s):
                     print(f"{channel.name}: would send {item.kind}: {item.text}")
     if not channels:
-        raise CommandError(f"no notification channel: define the Airflow connection {notify_settings.email_conn_id!r} "
-                           f"(e-mail) or {notify_settings.webhook_conn_id!r} (webhook)")
+        n = notify_settings
+        raise CommandError(f"no notification channel: define the Airflow connection {n.email_conn_id!r} (e-mail), "
+                           f"{n.webhook_conn_id!r} (webhook), {n.slack_conn_id!r} (Slack), {n.pagerduty_conn_id!r} "
+                           f"(PagerDuty), {n.opsgenie_conn_id!r} (Opsgenie) or {n.apprise_conn_id!r} (Apprise)")
     if args.dry_run:
         return EXIT_OK
     counts = notify.run(settings, now, channels=channels, notify_settings=notify_settings)
