@@ -40,11 +40,20 @@ def unsupported_reason(version: str | None) -> str | None:
     return None
 
 
-def require_supported_airflow(version: str | None = None) -> None:
-    """Raise :class:`UnsupportedAirflowError` with what to do when the installed Airflow does not fit."""
-    reason = unsupported_reason(version if version is not None else airflow_version())
-    if reason is not None:
-        raise UnsupportedAirflowError(
-            f"{reason}. Upgrade Airflow to 3.3 or later (an Airflow 3.3.x image or environment), then install "
-            "airflow-ssh-heartbeat again."
-        )
+def refusal(version: str | None) -> UnsupportedAirflowError | None:
+    """The error that refuses Airflow ``version`` (None: not installed), saying what to do; None
+    when the package runs on it."""
+    reason = unsupported_reason(version)
+    if reason is None:
+        return None
+    return UnsupportedAirflowError(
+        f"{reason}. Upgrade Airflow to 3.3 or later (an Airflow 3.3.x image or environment), then install "
+        "airflow-ssh-heartbeat again."
+    )
+
+
+def require_supported_airflow() -> None:
+    """Raise :class:`UnsupportedAirflowError` when the installed Airflow does not fit."""
+    error = refusal(airflow_version())
+    if error is not None:
+        raise error
