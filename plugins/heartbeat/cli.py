@@ -69,10 +69,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe_result(result: Any) -> str:
+def _describe_result(result: Any, via: bool = False) -> str:
     target = result.server_name
     if result.ok:
-        return (f"{target}: ok in {result.total_ms:.1f} ms (tcp {result.tcp_connect_ms:.1f}, "
+        return (f"{target}: ok in {result.total_ms:.1f} ms ({'channel' if via else 'tcp'} {result.tcp_connect_ms:.1f}, "
                 f"handshake {result.ssh_handshake_ms:.1f}, auth {result.auth_ms:.1f}) "
                 f"{result.banner or ''} {result.host_key_fingerprint or ''}").rstrip()
     took = f" after {result.total_ms:.0f} ms" if result.total_ms is not None else ""
@@ -95,13 +95,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"probing {len(servers)} servers (timeout {settings.probe_timeout_s:g} s, "
               f"{settings.concurrency} logins in flight)")
         for s in servers:
-            print(f"  connecting to {s.name} ({s.host}:{s.port})")
+            path = " -> ".join(f"{b.name} ({b.host}:{b.port})" for b in s.path)
+            print(f"  connecting to {s.name} ({s.host}:{s.port})" + (f" via {path}" if path else ""))
+    behind = {s.id for s in servers if s.path}
 
     def show(result: Any) -> None:
         if args.verbose or not result.ok:
-            print("  " + _describe_result(result))
+            print("  " + _describe_result(result, result.server_id in behind))
 
-    summary = cycle.probe_shard(settings, cycle_id, Shard.of(servers), on_result=show) if servers else None
+    def show_hop(hop: Any) -> None:
+        if hop.ok and args.verbose:
+            print(f"  bastion {' -> '.join(hop.path)}: logged in in {hop.login_ms:.1f} ms "
+                  "(one connection carries its servers' channels)")
+        elif not hop.ok:
+            print(f"  bastion {' -> '.join(hop.path)}: FAILED {hop.error_class}: {hop.message}; "
+                  "its servers are not probed")
+
+    summary = (cycle.probe_shard(settings, cycle_id, Shard.of(servers), on_result=show, on_hop=show_hop)
+               if servers else None)
     counts = cycle.materialise(settings, cycle_id, cycle.utc_now())
     if summary is not None:
         failures = ", ".join(f"{k} {v}" for k, v in summary.by_error_class.items()) or "none"

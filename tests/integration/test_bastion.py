@@ -288,3 +288,14 @@ def test_should_refuse_bad_bastion_paths_at_input_naming_the_servers(env, heartb
     with pytest.raises(cli.CommandError, match=re.escape("b2: via names 'b1', which is disabled")):
         cli.cmd_servers_enable(cli.build_parser().parse_args(["servers", "disable", "b1"]), False)
 
+
+
+def test_should_print_the_path_and_every_phase_when_probing_a_server_behind_the_bastion(
+        env, heartbeat_dsn, lab, capsys):
+    inventory(heartbeat_dsn, lab)
+    assert cli.main(["probe", "--verbose", "--server", "app0"]) == 0
+    out = capsys.readouterr().out
+    assert f"connecting to app0 ({TARGET_IPS[0]}:22) via bastion ({BASTION_IP}:22)" in out
+    assert re.search(r"bastion bastion: logged in in [0-9.]+ ms", out), out
+    assert re.search(r"app0: ok in [0-9.]+ ms \(channel [0-9.]+, handshake [0-9.]+, auth [0-9.]+\) SSH-2.0-OpenSSH",
+                     out), out

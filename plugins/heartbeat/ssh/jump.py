@@ -182,6 +182,17 @@ class ChannelConnection(Connection):
     def session_started(self) -> None:
         pass
 
+    def eof_received(self) -> bool:
+        if not self.buffer:
+            self.error = ConnectionResetError("the channel through the bastion was closed (by the bastion or the "
+                                              "target) before any byte came")
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and not self.buffer and self.error is None:
+            exc = ConnectionResetError("the bastion closed the channel before any byte came")
+        super().connection_lost(exc)
+
     def data_received(self, data: bytes, datatype: Any = None) -> None:  # type: ignore[override]
         super().data_received(data)
 
