@@ -152,6 +152,8 @@ def test_should_log_in_to_every_target_through_one_bastion_login_per_shard_and_c
     assert accepted_logins(lab) - before == 2 * (shards + 1)
     status = {r["name"]: r["status"] for r in query(heartbeat_dsn, STATUS)}
     assert set(status.values()) == {"ONLINE"}
+    shown = {r["server_name"]: r["via"] for r in query(heartbeat_dsn, "SELECT * FROM dashboard_server_status")}
+    assert shown == {"bastion": None, **{f"app{i}": "bastion" for i in range(4)}}  # the page and the API
 
 
 def test_should_not_reach_a_target_behind_the_bastion_directly(env, lab):

@@ -163,8 +163,10 @@ SELECT l.server_id, l.server_name, l.host, l.port, l.status, l.reason,
        mw.ends_at IS NOT NULL AS in_maintenance,
        mw.ends_at AS maintenance_until,
        mw.reason AS maintenance_reason,
-       u.uptime_24h_pct, u.uptime_7d_pct, u.uptime_30d_pct
+       u.uptime_24h_pct, u.uptime_7d_pct, u.uptime_30d_pct,
+       sv.via
 FROM server_status_live l
+JOIN servers sv ON sv.id = l.server_id
 LEFT JOIN heartbeats h ON h.server_id = l.server_id
 LEFT JOIN LATERAL (
     SELECT e.at, e.to_status FROM status_events e
@@ -176,7 +178,7 @@ LEFT JOIN LATERAL (
 ) mw ON true
 LEFT JOIN server_uptime u ON u.server_id = l.server_id;
 COMMENT ON VIEW dashboard_server_status IS
-    'One row per enabled server for dashboards: live status and reason, heartbeat age, last latency, maintenance, uptime.';
+    'One row per enabled server for dashboards: live status and reason, heartbeat age, last latency, maintenance, uptime, the bastion it is reached through.';
 
 CREATE VIEW dashboard_fleet_summary AS
 SELECT f.online, f.warning, f.offline, f.stale, f.total,

@@ -43,6 +43,7 @@ class DashboardServer:
     maintenance_until: datetime | None
     maintenance_reason: str | None
     as_of: datetime
+    via: str | None = None  # the bastion it is reached through
 
 
 @dataclass(frozen=True)

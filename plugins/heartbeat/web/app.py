@@ -97,6 +97,8 @@ class ServerRow(BaseModel):
     maintenance_reason: str | None
     incident_id: int | None = Field(None, description="the open shared-cause incident it is a member of")
     acknowledged_by: str | None = Field(None, description="who acknowledged its outage (while active)")
+    via: str | None = Field(default=None, description="the bastion (an inventory server) it is reached through; "
+                            "null: directly")
 
 
 class ServerList(BaseModel):

@@ -365,7 +365,7 @@
 
     const p = d.latency_1h;
     const facts = [
-      ["Address", `${s.host}:${s.port}`],
+      ["Address", `${s.host}:${s.port}` + (s.via ? ` via ${s.via}` : "")],
       ["Status since", s.status_since ? fmtTime(s.status_since) : "not recorded yet"],
       ["Last heartbeat", s.last_heartbeat_at ? fmtTime(s.last_heartbeat_at) : "never"],
       ["Heartbeat age", s.heartbeat_age_s === null ? "never" : fmtDuration(s.heartbeat_age_s), s.heartbeat_age_s],
