@@ -37,6 +37,7 @@ BASTION_IP = "10.117.1.2"
 TARGET_IPS = ("10.117.2.11", "10.117.2.12", "10.117.2.13", "10.117.2.14")
 SILENT_IPS = ("10.117.2.20", "10.117.2.21")
 NOT_PERMITTED_IP = "10.117.2.30"
+INNER_BASTION_IP = "10.117.2.40"  # a second bastion, inside the private network: a two-hop chain
 T0 = datetime(2026, 12, 5, 9, 0, 0, tzinfo=UTC)
 SETTINGS = Settings(probe_timeout_s=2, connect_timeout_s=1, shard_size=3)
 STATUS = "SELECT s.name, st.status, st.reason FROM server_status st JOIN servers s ON s.id = st.server_id"
@@ -66,6 +67,7 @@ class Lab:
     bastion: SshdServer
     targets: list[SshdServer]
     bastion_key: KeyPair
+    inner: SshdServer
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +79,27 @@ def lab(tmp_path_factory: pytest.TempPathFactory, client_key: KeyPair) -> Iterat
         private = net.namespace("private")
         net.link(None, middle, "10.117.1.1/30", f"{BASTION_IP}/30")
         inner = net.link(middle, private, "10.117.2.1/24", "10.117.2.2/24")
-        for ip in (*TARGET_IPS, *SILENT_IPS):
+        for ip in (*TARGET_IPS, *SILENT_IPS, INNER_BASTION_IP):
             private.add_address(f"{ip}/24", device=inner.b)
-        permitted = [(ip, 22) for ip in (*TARGET_IPS, *SILENT_IPS)]
+        permitted = [(ip, 22) for ip in (*TARGET_IPS, *SILENT_IPS, INNER_BASTION_IP)]
         line = f"{bastion_options(permitted)} {bastion_key.public_line}"
+        forwarding = {"AllowTcpForwarding": "yes", "LogLevel": "VERBOSE"}
         bastion = SshdServer(work / "bastion", BASTION_IP, netns=middle, authorized_keys=[line],
-                             extra_config={"AllowTcpForwarding": "yes", "LogLevel": "VERBOSE"})
+                             extra_config=forwarding)
+        inner_bastion = SshdServer(
+            work / "inner", INNER_BASTION_IP, netns=private, extra_config=forwarding,
+            authorized_keys=[f"{bastion_options([(TARGET_IPS[3], 22)])} {bastion_key.public_line}"])
         targets = [SshdServer(work / f"t{i}", ip, netns=private, authorized_keys=[client_key.public_line])
                    for i, ip in enumerate(TARGET_IPS)]
         silent = subprocess.Popen(private.exec_argv([sys.executable, "-c", SILENT_PEER, *SILENT_IPS]),
                                   stdout=subprocess.PIPE, text=True)
         try:
             assert silent.stdout is not None and silent.stdout.readline().strip() == "ready"
-            with bastion:
+            with bastion, inner_bastion:
                 for target in targets:
                     target.start()
                 try:
-                    yield Lab(net, bastion, targets, bastion_key)
+                    yield Lab(net, bastion, targets, bastion_key, inner_bastion)
                 finally:
                     for target in targets:
                         target.stop()
@@ -126,10 +132,10 @@ def run_cycle(cycle_id: str, at: datetime, settings: Settings = SETTINGS) -> tup
     return len(shards), took
 
 
-def accepted_logins(lab: Lab) -> int:
+def accepted_logins(lab: Lab, bastion: SshdServer | None = None) -> int:
     """Accepted public-key logins of the bastion's key, from the bastion's auth log."""
     fingerprint = lab.bastion_key.fingerprint
-    return sum(1 for line in lab.bastion.log_path.read_text().splitlines()
+    return sum(1 for line in (bastion or lab.bastion).log_path.read_text().splitlines()
                if "Accepted publickey" in line and fingerprint in line)
 
 
@@ -301,3 +307,17 @@ def test_should_print_the_path_and_every_phase_when_probing_a_server_behind_the_
     assert re.search(r"bastion bastion: logged in in [0-9.]+ ms", out), out
     assert re.search(r"app0: ok in [0-9.]+ ms \(channel [0-9.]+, handshake [0-9.]+, auth [0-9.]+\) SSH-2.0-OpenSSH",
                      out), out
+
+
+def test_should_reach_a_server_through_a_chain_of_two_bastions(env, heartbeat_dsn, lab):
+    inventory(heartbeat_dsn, lab, [
+        {"name": "inner", "host": INNER_BASTION_IP, "conn_id": "bastion_ssh", "via": "bastion"},
+        {"name": "deep", "host": TARGET_IPS[3], "via": "inner"}])
+    outer, inner = accepted_logins(lab), accepted_logins(lab, lab.inner)
+    run_cycle("c1", T0, Settings(probe_timeout_s=2, connect_timeout_s=1))
+
+    rows = latest(heartbeat_dsn)
+    assert all(r["last_ok"] for r in rows.values()), rows
+    # One shard: the outer bastion logs in the hop and its own heartbeat; the inner one (reached
+    # through the outer) the hop for "deep" and its own heartbeat, both through one tunnel.
+    assert (accepted_logins(lab) - outer, accepted_logins(lab, lab.inner) - inner) == (2, 2)
