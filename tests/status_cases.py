@@ -56,6 +56,8 @@ WORDS: dict[ErrorClass, str] = {
     ErrorClass.HOST_KEY_UNKNOWN: "host key not known",
     ErrorClass.HOST_KEY_CHANGED: "host key changed",
     ErrorClass.AUTH: "authentication failed",
+    ErrorClass.PATH_DOWN: "unreachable via its bastion",
+    ErrorClass.FORWARDING_REFUSED: "its bastion refused to forward to it",
     ErrorClass.OTHER: "error",
 }
 NEVER_SUCCEEDED = HeartbeatState(None, ago(5))
@@ -88,6 +90,14 @@ STATUS_CASES: list[StatusCase] = [
                failed(HeartbeatState(ago(300), ago(1), active_alerts=2, active_anomalies=1), "auth",
                       WORDS[ErrorClass.AUTH]), SEED, Status.OFFLINE,
                "no heartbeat for over 60 s; last attempt: authentication failed"),
+    # The jump path is a dependency, not a rule: behind a bastion that is down, the seed's vocabulary
+    # (fresh: still ONLINE; too old: OFFLINE), the cause named as the last attempt
+    StatusCase("bastion down, heartbeat still fresh",
+               failed(HeartbeatState(ago(30), ago(0.5)), "path_down", WORDS[ErrorClass.PATH_DOWN]), SEED,
+               Status.ONLINE, "heartbeat within 60 s"),
+    StatusCase("bastion down, heartbeat too old",
+               failed(HeartbeatState(ago(90), ago(0.5)), "path_down", WORDS[ErrorClass.PATH_DOWN]), SEED,
+               Status.OFFLINE, "no heartbeat for over 60 s; last attempt: unreachable via its bastion"),
     StatusCase("custom threshold", HeartbeatState(ago(45), ago(45)), StatusRules(offline_after_s=30),
                Status.OFFLINE, "no heartbeat for over 30 s"),
     # WARNING: a fresh heartbeat with an alert, an anomaly or flapping
