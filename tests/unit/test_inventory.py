@@ -4,8 +4,12 @@ import pytest
 
 from heartbeat.inventory import (
     InventoryError,
+    PathNode,
     ServerSpec,
     Shard,
+    bastion_options,
+    bastion_path,
+    check_bastions,
     read_import_file,
     shard_label,
     shard_servers,
@@ -100,3 +104,39 @@ def test_should_pass_a_shard_through_json_as_ids_and_a_label():
     assert len(json.dumps(data)) < 6 * 1000  # the XCom stays a few kB, whatever the rows hold
 
 
+
+
+def nodes(*rows: tuple[str, str | None, bool]) -> dict[str, PathNode]:
+    return {name: PathNode(name, via, enabled) for name, via, enabled in rows}
+
+
+@pytest.mark.parametrize(("inventory", "problems"), [
+    (nodes(("b", None, True), ("a", "b", True)), []),
+    (nodes(("b1", None, True), ("b2", "b1", True), ("b3", "b2", True), ("a", "b3", True)), []),
+    (nodes(("a", "nowhere", True)), ["a: via names 'nowhere', which is not in the inventory"]),
+    (nodes(("b", None, False), ("a", "b", True)),
+     ["a: via names 'b', which is disabled: enable it or reach 'a' another way"]),
+    (nodes(("a", "b", True), ("b", "a", True)),
+     ["a: via makes a cycle: a -> b -> a", "b: via makes a cycle: b -> a -> b"]),
+    (nodes(("b1", None, True), ("b2", "b1", True), ("b3", "b2", True), ("b4", "b3", True), ("a", "b4", True)),
+     ["a: via chain has more than 3 hops: a -> b4 -> b3 -> b2 -> b1"]),
+    (nodes(("b", None, False), ("a", "b", False)), []),
+], ids=["one hop", "three hops", "unknown", "disabled bastion", "cycle", "four hops", "disabled server unchecked"])
+def test_should_refuse_bastion_paths_that_cannot_work_naming_the_servers(inventory, problems):
+    assert check_bastions(inventory) == problems
+
+
+def test_should_list_the_bastions_of_a_chain_the_directly_reached_one_first():
+    inventory = nodes(("b1", None, True), ("b2", "b1", True), ("a", "b2", True))
+    assert bastion_path("a", inventory) == (["b1", "b2"], None)
+
+
+def test_should_refuse_a_server_that_is_its_own_bastion():
+    with pytest.raises(InventoryError, match="a server cannot be its own bastion"):
+        validate_server({"name": "a", "host": "10.0.0.1", "via": "a"})
+
+
+def test_should_give_a_bastion_forwarding_to_its_servers_only_and_no_command():
+    assert bastion_options([("10.0.0.2", 22), ("2001:db8::1", 2222), ("10.0.0.2", 22)], "192.0.2.0/24") == (
+        'restrict,port-forwarding,permitopen="10.0.0.2:22",permitopen="[2001:db8::1]:2222",'
+        'command="/bin/false",from="192.0.2.0/24"')
