@@ -24,11 +24,13 @@ Example (a site reachable from the root namespace, a private side reachable only
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 IP_TIMEOUT_S = 10.0
 MAX_NAME = 15  # IFNAMSIZ - 1: the kernel's limit on interface names
+LOCK_DIR = "/run/lock"
+LOCK_WAIT_S = 600.0  # another run of the same tests holds the range: wait for it, bounded
 
 
 class NetnsUnavailable(RuntimeError):
@@ -127,6 +131,7 @@ class LabNetwork(LabService):
         self._links: list[Link] = []
         self._root_routes: list[str] = []
         self._started = False
+        self._lock_fd: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -136,9 +141,14 @@ class LabNetwork(LabService):
         reason = netns_available()
         if reason:
             raise NetnsUnavailable(reason)
-        self._remove_leftovers()
-        # First of all: the range has nowhere to go but its own links.
-        _ip("route", "replace", "unreachable", str(self.cidr))
+        self._lock()
+        try:
+            self._remove_leftovers()
+            # First of all: the range has nowhere to go but its own links.
+            _ip("route", "replace", "unreachable", str(self.cidr))
+        except BaseException:
+            self._unlock()
+            raise
         self._started = True
         self._track()
 
@@ -162,6 +172,7 @@ class LabNetwork(LabService):
         self._root_routes.clear()
         self._started = False
         self._untrack()
+        self._unlock()
         if errors:
             log.warning("netns teardown: %s", "; ".join(errors))
 
@@ -225,6 +236,28 @@ class LabNetwork(LabService):
         return host
 
     # -- internals --------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        """Hold the range and prefix for this run: a second run of the same tests (another
+        checkout, say) waits here instead of removing this run's namespaces as leftovers."""
+        path = os.path.join(LOCK_DIR if os.path.isdir(LOCK_DIR) else "/tmp", f"heartbeat-lab-{self.prefix}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise NetnsUnavailable(f"{path} is held by another run for over {LOCK_WAIT_S:g} s") from None
+                time.sleep(0.2)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the lock
+            self._lock_fd = None
 
     def _require_started(self) -> None:
         if not self._started:

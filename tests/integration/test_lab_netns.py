@@ -68,7 +68,8 @@ def test_should_remove_what_a_run_that_died_left_behind() -> None:
     dead.start()
     site = dead.namespace("site")
     dead.link(None, site, "10.119.1.1/30", "10.119.1.2/30")
-    dead._untrack()  # as if the process had died here: nobody stops it
+    dead._untrack()  # as if the process had died here: nobody stops it, and its lock is gone with it
+    dead._unlock()
     with LabNetwork(CIDR, PREFIX) as net:
         listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
         assert f"{PREFIX}-site" not in listing
