@@ -155,18 +155,24 @@ def group_failures(
     if len(rest) < settings.min_servers:
         return dict(joining), []
     fleet = list(fleet)
+    # A parent is part of its own group: the switch that failed with the servers behind it.
+    parents = {s.parent_name: f"{s.parent_kind} {s.parent_name}" for s in fleet if s.parent_name}
     groups: list[Group] = []
     for dimension in settings.dimension_list:
         key_of, _ = DIMENSIONS[dimension]
         by_cause: dict[Cause, list[Failure]] = defaultdict(list)
         for failure in rest:
             cause = cause_of(dimension, failure, settings)
+            if dimension == "parent" and failure.server_name in parents:
+                cause = Cause(dimension, parents[failure.server_name], ANY_CLASS)
             if cause is not None:
                 by_cause[cause].append(failure)
         candidates = {c: m for c, m in by_cause.items() if len(m) >= settings.min_servers}
         if not candidates:
             continue
         population = Counter(key for s in fleet if (key := key_of(s, None, settings)) is not None)
+        if dimension == "parent":
+            population.update(parents[s.server_name] for s in fleet if s.server_name in parents)
         taken: set[int] = set()
         for cause, members in sorted(candidates.items(), key=lambda item: -len(item[1])):
             size = max(population[cause.group_key], len(members))
@@ -201,9 +207,8 @@ def describe(dimension: str, group_key: str, error_class: str, members: int, pop
         title = f"{members} of {population} servers behind {group_key} {words}"
         return title, f"{title} since {when}: one cause, one page."
     if dimension == "parent":
-        title = f"{members} of {population} servers behind {group_key} are OFFLINE"
-        return title, (f"{members} of {population} servers behind {group_key} went OFFLINE since {when}: "
-                       "one cause, one page.")
+        title = f"{members} of {population} servers at {group_key} (itself and those behind it) are OFFLINE"
+        return title, f"{title} since {when}: one cause, one page."
     where = {"prefix": "in", "connection": "of connection"}.get(dimension, f"of {dimension}")
     title = f"{members} of {population} servers {where} {group_key} {words}"
     return title, f"{members} of {population} servers {where} {group_key} {words} since {when}: one cause, one page."

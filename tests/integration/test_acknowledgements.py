@@ -112,7 +112,8 @@ def test_should_group_the_failures_behind_a_declared_parent_whatever_their_error
     observe(heartbeat_dsn, children[2:], s(61), ok=False, error_class="unreachable")
     send(heartbeat_dsn, s(121), oncall)
     [incident] = oncall.sent
-    assert incident.kind == "incident" and incident.title == "3 of 4 servers behind switch sw-1 are OFFLINE"
+    assert incident.kind == "incident"
+    assert incident.title == "3 of 5 servers at switch sw-1 (itself and those behind it) are OFFLINE"
     assert query(heartbeat_dsn, "SELECT parent_name, parent_kind FROM server_incident_state WHERE server_name = 'vm-1'"
                  ) == [{"parent_name": "sw-1", "parent_kind": "switch"}]
 

@@ -89,7 +89,17 @@ def test_should_prefer_a_declared_parent_whatever_the_error_classes():
                                              strict=True)]
     _, [group] = group_failures(failures, fleet, DEFAULTS)
     assert group.cause == Cause("parent", "switch sw-12", "any")
-    assert (len(group.members), group.population) == (4, 5)
+    assert (len(group.members), group.population) == (4, 5)  # sw-12 itself is not in this fleet
+
+
+def test_should_put_a_failed_parent_into_the_group_of_the_servers_behind_it():
+    switch = server(7, "10.7.0.1")
+    fleet = [switch] + [server(i, f"10.{i}.0.1", parent="s7") for i in range(1, 4)]
+    _, [group] = group_failures([failed(s, "timeout") for s in fleet], fleet, DEFAULTS)
+    assert group.cause == Cause("parent", "switch s7", "any")
+    assert [f.server_name for f in group.members] == ["s1", "s2", "s3", "s7"] and group.population == 4
+    title, _ = describe("parent", "switch s7", "any", 4, 4, T0)
+    assert title == "4 of 4 servers at switch s7 (itself and those behind it) are OFFLINE"
 
 
 def test_should_join_an_open_incident_of_the_same_cause_below_the_thresholds():
