@@ -227,7 +227,7 @@ def test_should_turn_warning_on_the_next_cycle_with_the_documented_sql_and_back(
 
 DASHBOARD_VIEWS = {"dashboard_server_status", "dashboard_fleet_summary", "server_uptime", "server_latency_1h",
                    "recent_status_changes", "probe_latency", "maintenance_active", "server_status_live",
-                   "fleet_summary"}
+                   "fleet_summary", "open_incidents"}
 
 
 def grafana_sql(raw: str) -> str:
