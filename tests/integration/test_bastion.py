@@ -321,3 +321,15 @@ def test_should_reach_a_server_through_a_chain_of_two_bastions(env, heartbeat_ds
     # One shard: the outer bastion logs in the hop and its own heartbeat; the inner one (reached
     # through the outer) the hop for "deep" and its own heartbeat, both through one tunnel.
     assert (accepted_logins(lab) - outer, accepted_logins(lab, lab.inner) - inner) == (2, 2)
+
+
+def test_should_import_a_server_listed_before_its_bastion_in_one_file(env, heartbeat_dsn, tmp_path: Path, capsys):
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers:\n  - {name: db-1, host: 10.117.9.11, via: jump}\n  - {name: jump, host: 10.117.9.1}\n")
+    assert cli.main(["servers", "import", str(path)]) == 0
+    assert cli.main(["servers", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert re.search(r"^db-1 .* jump\s*$", listing, re.M), listing
+    path.write_text("servers:\n  - {name: jump, host: 10.117.9.1, via: db-1}\n")
+    with pytest.raises(cli.CommandError, match=re.escape("jump: via makes a cycle: jump -> db-1 -> jump")):
+        cli.cmd_servers_import(cli.build_parser().parse_args(["servers", "import", str(path)]))

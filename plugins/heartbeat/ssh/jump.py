@@ -111,7 +111,7 @@ async def open_hop(spec: HopSpec, tunnel: Any = None) -> Any:
                 spec.host, spec.port, tunnel=tunnel, username=spec.username,
                 client_factory=_client_class(spec.decide, seen),
                 known_hosts=([], [], []),  # nothing trusted unseen: every key goes to decide()
-                server_host_key_algs=list(spec.host_key_algs) or (),
+                server_host_key_algs=list(spec.host_key_algs) or "default",
                 client_keys=[_asyncssh_key(spec.key)], agent_path=None, config=[], preferred_auth="publickey",
                 password=None, kbdint_auth=False, password_auth=False, gss_auth=False, host_based_auth=False,
                 connect_timeout=spec.connect_timeout_s, login_timeout=spec.login_timeout_s,
