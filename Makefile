@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint test test-fast wheel screenshots demo up bench clean
+.PHONY: venv system-deps lint test test-fast wheel screenshots demo demo-sites up bench clean
 
 # System packages the tests and the demo run for real: OpenSSH sshd, a PostgreSQL server, Redis (the
 # Celery broker of the sites tests and demo) and iproute2 (network namespaces).
@@ -62,6 +62,10 @@ screenshots: system-deps venv
 
 demo: system-deps venv
 	$(BIN)/python -m heartbeat_lab.demo $(DEMO_ARGS)
+
+# Two sites in two network namespaces on CeleryExecutor (root only); Ctrl-C stops it.
+demo-sites: system-deps venv
+	$(BIN)/python -m heartbeat_lab.demo_sites $(DEMO_ARGS)
 
 up: system-deps venv
 	$(BIN)/python -m heartbeat_lab.demo --no-fleet $(DEMO_ARGS)

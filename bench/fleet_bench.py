@@ -8,7 +8,10 @@ It sets everything up itself and stops everything it started, on Ctrl-C and SIGT
   host and port under different server names) and silent peers after them;
 - PostgreSQL (the Airflow metadata database and the heartbeat database);
 - Airflow 3: api-server, dag-processor and scheduler (LocalExecutor), running the project's DAG
-  on its own 30-s schedule; no triggerer (the DAG has no deferrable task).
+  on its own 30-s schedule; no triggerer (the DAG has no deferrable task);
+- with ``--executors local,celery:1,celery:2``: then, in the same run, the largest size again
+  through CeleryExecutor with one and with two ``airflow celery worker`` processes (Redis from
+  Debian's redis-server as the broker), on this machine's loopback like everything else.
 
 Measured, in this order: the seed's way (``SSHHook``, sequential), then cycles of the real DAG
 with 100, 1,000 and 3,000 enabled servers, each followed by a run of the raw engine
@@ -63,6 +66,7 @@ from heartbeat_lab.airflow_env import (
     ssh_connection_json,
 )
 from heartbeat_lab.airflow_procs import AirflowProcesses, metadata_dsn, unpause_dag, wait_for_dag
+from heartbeat_lab.celery_workers import CeleryWorker, RedisServer, celery_environment
 
 DAG_ID = "ssh_heartbeat"
 CPUS = os.cpu_count() or 1
@@ -106,6 +110,12 @@ class Options:
     keep: bool
     json_path: Path | None
     max_minutes: float
+    executors: tuple[str, ...] = ("local",)
+
+    @property
+    def celery_workers(self) -> tuple[int, ...]:
+        """Worker counts of the CeleryExecutor phases, in order (``celery:N`` items)."""
+        return tuple(int(e.split(":", 1)[1]) for e in self.executors if e.startswith("celery:"))
 
 
 def assignments(parser: argparse.ArgumentParser, option: str, items: Sequence[str], prefix: str,
@@ -150,7 +160,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
     parser.add_argument("--json", type=Path, dest="json_path", help="also write every figure to this file")
     parser.add_argument("--max-minutes", type=float, default=14.0, help="stop measuring after this (default 14)")
+    parser.add_argument("--executors", default="local",
+                        help="local, then celery:N for the largest size through CeleryExecutor with N workers, "
+                             "in this order (e.g. local,celery:1,celery:2; default local)")
     args = parser.parse_args(argv)
+    executors = tuple(e.strip() for e in args.executors.split(",") if e.strip())
+    if not executors or executors[0] != "local" or any(
+            e != "local" and not (e.startswith("celery:") and e.split(":", 1)[1].isdigit() and int(e[7:]) > 0)
+            for e in executors[1:]):
+        parser.error("--executors: local first, then celery:N items (N workers, at least 1)")
     heartbeat_env = assignments(parser, "--set", args.set, "HEARTBEAT_", "HEARTBEAT_NAME=VALUE")
     settings_from_env(heartbeat_env)  # fails early on a bad value
     airflow_env = assignments(parser, "--airflow", args.airflow, "AIRFLOW__", "AIRFLOW__SECTION__KEY=VALUE")
@@ -166,6 +184,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         fleet_host_key=args.fleet_host_key,
         fleet_nice=args.fleet_nice,
         work_dir=args.work_dir, keep=args.keep, json_path=args.json_path, max_minutes=args.max_minutes,
+        executors=executors,
     )
 
 
@@ -329,6 +348,7 @@ class Airflow:
         self.meta_dsn = metadata_dsn(env)
         self.frozen_spans: list[tuple[float, float]] = []  # (from, to), epoch seconds
         self._meta_conn: psycopg.Connection[Any] | None = None
+        self.celery: list[CeleryWorker] = []  # the CeleryExecutor phases' workers, while they run
 
     def start(self, task_env: dict[str, str]) -> None:
         self.core.start()
@@ -367,15 +387,23 @@ class Airflow:
 
     def root_pids(self) -> set[int]:
         """The component processes (children of this process), whose trees the CPU sampler follows."""
-        return self.core.main_pids() | (self.scheduler.main_pids() if self.scheduler else set())
+        return (self.core.main_pids() | (self.scheduler.main_pids() if self.scheduler else set())
+                | self.celery_pids())
+
+    def celery_pids(self) -> set[int]:
+        return {pid for w in self.celery if (pid := w.pid) is not None}
 
     def roots_of(self, component: str) -> set[int]:
         """Root pids of one component: ``api``, ``dag-processor``, ``scheduler`` (its whole tree), or
-        ``executor`` (the LocalExecutor workers under the scheduler, with their task processes)."""
+        ``executor`` (the LocalExecutor workers under the scheduler, or the Celery workers, with
+        their task processes), ``celery`` (the Celery workers' trees, outside the scheduler's)."""
         roots = self.root_pids()
+        if component == "celery":
+            return self.celery_pids()
         if component == "executor":
             under = set().union(*(process_children(pid) for pid in roots if "scheduler" in cmdline(pid)))
-            return {pid for pid in under if "LocalExecutor" in cmdline(pid)}
+            return {pid for pid in under if "LocalExecutor" in cmdline(pid)} | self.celery_pids()
+        roots -= self.celery_pids()
         return {pid for pid in roots if component in cmdline(pid).replace("_", "-")}
 
     @contextlib.contextmanager
@@ -442,7 +470,8 @@ class Airflow:
 
 # -- measuring cycles ------------------------------------------------------------------------
 
-AIRFLOW_PARTS = ("api", "dag-processor", "scheduler")  # disjoint trees; "executor" is inside "scheduler"
+AIRFLOW_PARTS = ("api", "dag-processor", "scheduler", "celery")  # disjoint trees; "executor" is inside
+# "scheduler" (LocalExecutor) or is "celery" (CeleryExecutor: the workers, with their own loops)
 METADATA_DB = "airflow"  # the database of Airflow's own state (the monitor's is "heartbeat")
 
 
@@ -807,6 +836,9 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
             phases.append(Phase(f"N={options.silent_n}, {silent} silent", options.silent_n - silent, silent,
                                 options.silent_cycles))
         cycles = run_phases(airflow, hb_dsn, sampler, phases, deadline, seen, pair=raw_pair)
+    if options.celery_workers:
+        cycles += celery_phases(options, airflow, postgres, hb_dsn, sampler, deadline, seen, task_env, work, stack,
+                                biggest)
     airflow.stop()
 
     raw_rows: dict[int, Row] = {}
@@ -831,10 +863,81 @@ def bench(options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:
             row = cycle_row(f"Airflow, {silent / options.silent_n:.0%} silent hosts", got, None, baseline)
             row.notes = f"probe timeout {settings.probe_timeout_s:g} s"
             rows.append(row)
+        local = next((r for r in rows if r.scenario.endswith("LocalExecutor") and r.n == biggest), None)
+        for workers in options.celery_workers:
+            got = [c for c in cycles if c.label == celery_label(biggest, workers)]
+            if not got:
+                continue
+            row = cycle_row(f"Airflow: real scheduler, CeleryExecutor, {workers} worker{'s' if workers > 1 else ''}",
+                            got, raw_rows.get(biggest), baseline)
+            if local is not None:
+                cpu_ratio = (row.all_in_ms_per_server or 0) / (local.all_in_ms_per_server or 1)
+                row.notes = (f"{row.wall_s / local.wall_s:.2f}× LocalExecutor's cycle wall time, {cpu_ratio:.2f}× its "
+                             f"all-in CPU; {CELERY_CONCURRENCY} task slots per worker")
+                row.extra["vs_local"] = {"wall": row.wall_s / local.wall_s, "all_in_cpu": cpu_ratio}
+            rows.append(row)
     idle = idle_airflow_cpu(sampler, cycles, airflow.frozen_spans)
     results.update({"rows": [asdict(r) for r in rows], "cycles": [asdict(c) for c in cycles],
                     "idle_airflow_cpu_pct": idle, "minutes": (time.monotonic() - started) / 60})
     return results
+
+
+CELERY_CONCURRENCY = 4  # task slots per Celery worker, as docker-compose.yaml's default
+
+
+def celery_label(n: int, workers: int) -> str:
+    return f"N={n}, Celery×{workers}"
+
+
+def celery_phases(options: Options, airflow: Airflow, postgres: PostgresServer, hb_dsn: str, sampler: CpuSampler,
+                  deadline: float, seen: set[str], task_env: dict[str, str], work: Path, stack: contextlib.ExitStack,
+                  n: int) -> list[Cycle]:
+    """The largest size again through CeleryExecutor, with 1, 2 ... workers in turn (Redis as the
+    broker, the metadata database as the result backend): the scheduler is restarted with
+    CeleryExecutor between two runs, the workers serve Airflow's default queue and the default
+    site's, and each worker count gets a warm-up cycle before the counted ones."""
+    redis = RedisServer(work / "redis")
+    stack.callback(redis.stop)
+    redis.start()
+    celery_env = {k: v for k, v in celery_environment(
+        {}, redis.url(), f"db+postgresql://postgres@{postgres.host}:{postgres.port}/airflow").items()}
+    cycles: list[Cycle] = []
+    for workers in options.celery_workers:
+        wait_between_runs(airflow, deadline)
+        airflow.stop_scheduler()
+        env = {**airflow.core.env, **task_env, **celery_env}
+        airflow.celery = [CeleryWorker(env, f"bench-{i + 1}", ["default", "heartbeat-default"], airflow.log_dir,
+                                       concurrency=CELERY_CONCURRENCY) for i in range(workers)]
+        try:
+            for worker in airflow.celery:
+                worker.start(wait=False)
+            for worker in airflow.celery:
+                worker.wait_until_ready()
+            airflow.start_scheduler({**task_env, **celery_env})
+            print(f"  CeleryExecutor with {workers} worker(s) ({CELERY_CONCURRENCY} slots each), load {load1():.1f}",
+                  flush=True)
+            label = celery_label(n, workers)
+            phases = [Phase(f"{label} warm-up", n, 0, 1, record=False), Phase(label, n, 0, options.cycles)]
+            cycles += run_phases(airflow, hb_dsn, sampler, phases, deadline, seen)
+            wait_between_runs(airflow, deadline)
+            airflow.stop_scheduler()
+        finally:
+            for worker in airflow.celery:
+                worker.stop()
+            airflow.celery = []
+    airflow.start_scheduler(task_env)  # LocalExecutor again, as the run began
+    return cycles
+
+
+def wait_between_runs(airflow: Airflow, deadline: float) -> None:
+    """Until no run is in flight, so that a scheduler stopped now leaves no task behind."""
+    while time.monotonic() < deadline:
+        running = airflow._query("SELECT 1 FROM dag_run WHERE dag_id = %s AND state IN ('running', 'queued')",
+                                 (DAG_ID,))
+        if not running:
+            return
+        time.sleep(POLL_S)
+    raise BenchError("out of time (--max-minutes) waiting for a run to finish before switching executors")
 
 
 def raw_row(n: int, raw_runs: Sequence[dict[str, Any]], sampler: CpuSampler) -> Row:

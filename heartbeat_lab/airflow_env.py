@@ -49,9 +49,12 @@ def airflow_environment(
     api_port: int | None = None,
     extra: Mapping[str, str] | None = None,
     secrets_file: Path | None = None,
+    api_host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """A full environment for Airflow subprocesses. The JWT secret and Fernet key are kept in
-    ``secrets_file`` (default ``home/lab-secrets.json``) so restarts share them."""
+    ``secrets_file`` (default ``home/lab-secrets.json``) so restarts share them. ``api_host``: where
+    the api-server listens and tasks reach it (loopback, or an address of a started LabNetwork
+    for workers inside its namespaces)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "plugins").mkdir(exist_ok=True)
     secrets_file = secrets_file or home / "lab-secrets.json"
@@ -88,10 +91,10 @@ def airflow_environment(
     })
     if api_port is not None:
         env.update({
-            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__HOST": api_host,
             "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://{api_host}:{api_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{api_host}:{api_port}/execution/",
         })
     env.update(extra or {})
     return env

@@ -15,9 +15,10 @@ unhealthy (no heartbeat) for a while although the metadata database is healthy: 
 3.3.2, on losing its database, can stop at "Shutting down LocalExecutor; waiting for running tasks
 to finish" and never exit.
 
-Loopback only: the api-server binds 127.0.0.1, and the log servers that the scheduler and
-triggerer start by default (which bind every interface) are skipped; finished task logs are
-read from the shared log folder. The environment comes from
+Loopback only: the api-server binds 127.0.0.1 (or, for Celery workers inside a LabNetwork's
+namespaces, the address ``airflow_environment(api_host=...)`` names in its range), and the log
+servers that the scheduler and triggerer start by default (which bind every interface) are
+skipped; finished task logs are read from the shared log folder. The environment comes from
 :func:`heartbeat_lab.airflow_env.airflow_environment` with ``api_port`` set.
 """
 
@@ -42,7 +43,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from heartbeat_lab.airflow_env import airflow_bin
-from heartbeat_lab.ports import free_port, port_is_free
+from heartbeat_lab.ports import free_port, port_is_free, require_lab_host
 from heartbeat_lab.service import LabService, ProcStat, proc_table, tail
 
 __all__ = [
@@ -193,8 +194,13 @@ class AirflowProcesses(LabService):
         return int(self._env["AIRFLOW__API__PORT"])
 
     @property
+    def api_host(self) -> str:
+        """Loopback, or an address of a started LabNetwork (airflow_environment's ``api_host``)."""
+        return require_lab_host(self._env.get("AIRFLOW__API__HOST", "127.0.0.1"))
+
+    @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.api_host}:{self.api_port}"
 
     def log_path(self, component: str) -> Path:
         return self._log_dir / f"{component}.log"
@@ -205,9 +211,9 @@ class AirflowProcesses(LabService):
         """Start every component and wait (bounded) until the api-server reports them healthy."""
         if self._components:
             return
-        if "api-server" in self._names and not port_is_free("127.0.0.1", self.api_port):
+        if "api-server" in self._names and not port_is_free(self.api_host, self.api_port):
             raise AirflowStartError(
-                f"port {self.api_port} on 127.0.0.1 is already in use (another Airflow or demo?); "
+                f"port {self.api_port} on {self.api_host} is already in use (another Airflow or demo?); "
                 "stop that process or choose another port"
             )
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -418,7 +424,7 @@ class AirflowProcesses(LabService):
     def _command(self, name: str) -> list[str]:
         command = [self._airflow, name]
         if name == "api-server":
-            command += ["--host", "127.0.0.1", "--port", str(self.api_port)]
+            command += ["--host", self.api_host, "--port", str(self.api_port)]
         if name in ("scheduler", "triggerer") and not self._serve_logs:
             command.append("--skip-serve-logs")
         return command

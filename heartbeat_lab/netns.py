@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from heartbeat_lab.ports import register_lab_range
 from heartbeat_lab.service import LabService
 
 __all__ = ["LabNetwork", "Link", "Namespace", "NetnsUnavailable", "netns_available"]
@@ -130,6 +131,7 @@ class LabNetwork(LabService):
         self._namespaces: list[Namespace] = []
         self._links: list[Link] = []
         self._root_routes: list[str] = []
+        self._root_addresses: list[str] = []
         self._started = False
         self._lock_fd: int | None = None
 
@@ -150,6 +152,7 @@ class LabNetwork(LabService):
             self._unlock()
             raise
         self._started = True
+        register_lab_range(self.cidr, True)
         self._track()
 
     def stop(self) -> None:
@@ -165,12 +168,16 @@ class LabNetwork(LabService):
                 _ip("link", "delete", link.a, check=False)  # gone with its peer already, usually
         for route in self._root_routes:
             _ip("route", "delete", route, check=False)
+        for address in self._root_addresses:
+            _ip("addr", "delete", address, "dev", "lo", check=False)
         # Last: the guard route goes only after every link is gone.
         _ip("route", "delete", "unreachable", str(self.cidr), check=False)
         self._namespaces.clear()
         self._links.clear()
         self._root_routes.clear()
+        self._root_addresses.clear()
         self._started = False
+        register_lab_range(self.cidr, False)
         self._untrack()
         self._unlock()
         if errors:
@@ -229,6 +236,17 @@ class LabNetwork(LabService):
         _ip("route", "replace", destination, "via", via)
         self._root_routes.append(destination)
 
+    def add_root_address(self, address: str) -> str:
+        """An address of the range (``10.116.0.1/32``) on the root namespace's ``lo``, removed on
+        stop: where services of the root namespace (a database, a broker, the Airflow API) listen
+        for namespaces, which reach it through a route to their link's root end. Returns the bare
+        address."""
+        self._require_started()
+        host = self.require_address(address.split("/")[0])
+        _ip("addr", "add", address, "dev", "lo")
+        self._root_addresses.append(address)
+        return host
+
     def require_address(self, host: str) -> str:
         """``host`` unchanged if it lies in this network's range, else ``ValueError``."""
         if ipaddress.ip_address(host) not in self.cidr:
@@ -277,5 +295,12 @@ class LabNetwork(LabService):
                 name = parts[1].strip().split("@")[0]
                 if name.startswith(f"{self.prefix}l"):
                     _ip("link", "delete", name, check=False)
-        # Routes into the range left in the root namespace (the guard route among them).
+        # Routes into the range left in the root namespace (the guard route among them), and
+        # addresses of the range left on its lo.
         _ip("route", "flush", "root", str(self.cidr), check=False)
+        for line in _ip("-o", "addr", "show", "dev", "lo", check=False).stdout.splitlines():
+            parts = line.split()
+            if "inet" in parts:
+                address = parts[parts.index("inet") + 1]
+                if ipaddress.ip_address(address.split("/")[0]) in self.cidr:
+                    _ip("addr", "delete", address, "dev", "lo", check=False)

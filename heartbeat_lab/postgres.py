@@ -21,7 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from heartbeat_lab.ports import free_port, require_loopback
+from heartbeat_lab.ports import free_port, lab_range_of, require_lab_host, require_loopback
 from heartbeat_lab.service import LabService, tail
 
 __all__ = ["PostgresServer", "describe_exit", "find_postgres_bindir"]
@@ -116,6 +116,10 @@ class PostgresServer(LabService):
     reused as is (a resumed demo keeps its data). ``port=None`` picks a free port once,
     at construction, so :meth:`dsn` is usable before :meth:`start` and a restart keeps
     the same port.
+
+    ``also_listen``: more addresses to serve on, each in the range of a started
+    :class:`heartbeat_lab.netns.LabNetwork` (for clients inside its namespaces, which are let in
+    from that range without a password, as loopback clients are).
     """
 
     def __init__(
@@ -126,8 +130,10 @@ class PostgresServer(LabService):
         *,
         settings: Mapping[str, str] | None = None,
         bindir: Path | None = None,
+        also_listen: Sequence[str] = (),
     ) -> None:
         self._host = require_loopback(host)
+        self._also_listen = tuple(require_lab_host(h) for h in also_listen)
         self._port = port if port is not None else free_port(host)
         self._data_dir = Path(data_dir).absolute()
         self._settings = {**DEFAULT_SETTINGS, **(settings or {})}
@@ -201,6 +207,7 @@ class PostgresServer(LabService):
             self._initdb(bindir, owner)
         else:
             self._check_reusable(bindir)
+        self._allow_lab_ranges()
         if owner is not None:
             _chown_tree(self._data_dir, owner.pw_uid, owner.pw_gid)
         self._socket_dir = self._choose_socket_dir(owner)
@@ -209,7 +216,7 @@ class PostgresServer(LabService):
             str(bindir / "postgres"),
             "-D", str(self._data_dir),
             "-p", str(self._port),
-            "-h", self._host,
+            "-h", ",".join((self._host, *self._also_listen)),
             "-k", str(self._socket_dir),
         ]  # fmt: skip
         for name, value in self._settings.items():
@@ -288,6 +295,17 @@ class PostgresServer(LabService):
             conn.execute(sql.SQL("{} {} {}").format(verb, sql.Identifier(name), options))
 
     # -- internals ----------------------------------------------------------------------
+
+    def _allow_lab_ranges(self) -> None:
+        """Let clients of the ranges of ``also_listen`` in, as loopback ones are (trust)."""
+        hba = self._data_dir / "pg_hba.conf"
+        text = hba.read_text()
+        for host in self._also_listen:
+            cidr = lab_range_of(host)
+            line = f"host all all {cidr} trust"
+            if cidr is not None and line not in text:
+                text += f"\n{line}  # heartbeat_lab: a LabNetwork range\n"
+        hba.write_text(text)
 
     def _prepare_data_dir(self, owner: pwd.struct_passwd | None) -> None:
         self._data_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ AS_OF = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 SEED = StatusRules()
 DEBOUNCED = StatusRules(failure_threshold=2, recovery_threshold=2)
 WATCHED = StatusRules(stale_after_s=60)
+SITES = StatusRules(stale_after_s=60, site_stale_after_s=60)
 
 
 def ago(seconds: float) -> datetime:
@@ -41,8 +42,8 @@ class StatusCase:
 
     @property
     def read_time_only(self) -> bool:
-        """STALE is decided when read; a materialised decision never is."""
-        return self.status is Status.STALE
+        """The monitor's STALE is decided when read; a materialised decision never is (a site's is)."""
+        return self.status is Status.STALE and self.reason.startswith("monitor stalled")
 
 
 # Every error class, with its words: a failed first attempt says which.
@@ -146,6 +147,28 @@ STATUS_CASES: list[StatusCase] = [
                "heartbeat within 60 s"),
     StatusCase("monitor healthy", HeartbeatState(ago(10), ago(10), monitor_last_cycle_at=ago(30)), WATCHED,
                Status.ONLINE, "heartbeat within 60 s"),
+    # STALE: no attempt from the server's site for site_stale_after_s (its workers are gone); also materialised
+    StatusCase("site silent",
+               HeartbeatState(ago(90), ago(90), previous_status="ONLINE", site="dc-b", site_last_probe_at=ago(90)),
+               SITES, Status.STALE, "no probe from site dc-b since 2026-11-28 11:58:30 UTC"),
+    StatusCase("site silent, server never probed",
+               HeartbeatState(None, site="dc-b", site_last_probe_at=ago(75), site_ever_probed=False), SITES,
+               Status.STALE, "no probe from site dc-b yet (expected since 2026-11-28 11:58:45 UTC)"),
+    StatusCase("site silent is not offline, whatever the last attempt said",
+               failed(HeartbeatState(ago(300), ago(70), site="dc-b", site_last_probe_at=ago(70)), *TIMEOUT), SITES,
+               Status.STALE, "no probe from site dc-b since 2026-11-28 11:58:50 UTC"),
+    StatusCase("site exactly site_stale_after_s behind is not silent",
+               HeartbeatState(ago(10), ago(10), site="dc-b", site_last_probe_at=ago(60)), SITES, Status.ONLINE,
+               "heartbeat within 60 s"),
+    StatusCase("site heard from, server offline",
+               failed(HeartbeatState(ago(95), ago(3), site="dc-a", site_last_probe_at=ago(3)), *TIMEOUT), SITES,
+               Status.OFFLINE, "no heartbeat for over 60 s; last attempt: timed out"),
+    StatusCase("site silent but site staleness off", HeartbeatState(ago(10), ago(10), site="dc-b",
+               site_last_probe_at=ago(600)), WATCHED, Status.ONLINE, "heartbeat within 60 s"),
+    StatusCase("monitor stalled wins over a silent site",
+               HeartbeatState(ago(400), ago(400), previous_status="ONLINE", monitor_last_cycle_at=ago(300),
+                              site="dc-b", site_last_probe_at=ago(400)),
+               SITES, Status.STALE, "monitor stalled since 2026-11-28 11:55:00 UTC; last known: ONLINE"),
 ]
 
 assert len({c.id for c in STATUS_CASES}) == len(STATUS_CASES), "status case ids must be unique"

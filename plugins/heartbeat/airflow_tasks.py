@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from heartbeat.config import settings_from_env
+from heartbeat.models import DEFAULT_SITE
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,13 @@ def _run_id() -> str:
     return str(get_current_context()["run_id"])
 
 
-def load_inventory() -> list[dict[str, Any]]:
-    """Read the enabled inventory and return it as shards (server ids and a label), one mapped
-    probe task each."""
+def load_inventory(site: str = DEFAULT_SITE) -> list[dict[str, Any]]:
+    """Open the cycle, read the enabled servers of ``site`` and return them as shards (server ids,
+    site and a label), one mapped probe task each."""
     from heartbeat import cycle
 
-    return [shard.to_json() for shard in cycle.load_shards(settings_from_env(), _run_id(), cycle.utc_now())]
+    shards = cycle.load_site_shards(settings_from_env(), _run_id(), cycle.utc_now(), site=site)
+    return [shard.to_json() for shard in shards[site]]
 
 
 def probe_shard(shard: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +43,10 @@ def probe_shard(shard: dict[str, Any]) -> dict[str, Any]:
 
     context = get_current_context()
     context["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]
-    summary = cycle.probe_shard(settings_from_env(), str(context["run_id"]), shard)
-    log.info("probed %d servers: %d ok, failures %s, %.0f ms, CPU %.0f ms (logins %.0f ms)", summary.probed,
+    settings = settings_from_env()
+    summary = cycle.probe_shard(settings, str(context["run_id"]), shard)
+    log.info("site %s, worker %s: probed %d servers: %d ok, failures %s, %.0f ms, CPU %.0f ms (logins %.0f ms)",
+             shard.get("site"), settings.worker, summary.probed,
              summary.ok, summary.by_error_class or "none", summary.duration_ms, summary.cpu_ms, summary.login_cpu_ms)
     return summary.to_json()
 

@@ -86,17 +86,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     settings = _settings()
     started_at = cycle.utc_now()
     cycle_id = "cli-" + started_at.strftime("%Y%m%dT%H%M%S.%fZ")
-    servers = cycle.load_servers(settings, cycle_id, started_at, only=args.server or None)
+    if args.site is not None and args.site not in settings.site_list:
+        raise CommandError(f"site {args.site!r} is not configured (HEARTBEAT_SITES: {settings.sites})")
+    servers = cycle.load_servers(settings, cycle_id, started_at, only=args.server or None, site=args.site)
     if args.server:
         missing = sorted(set(args.server) - {s.name for s in servers})
         if missing:
-            raise CommandError(f"no enabled, valid server named {', '.join(missing)} (see `heartbeat servers list`)")
+            where = f" in site {args.site}" if args.site else ""
+            raise CommandError(f"no enabled, valid server named {', '.join(missing)}{where} (see `heartbeat servers "
+                               "list`)")
+    by_site: dict[str, list[Any]] = {}
+    for server in servers:
+        by_site.setdefault(server.site, []).append(server)
     if args.verbose:
-        print(f"probing {len(servers)} servers (timeout {settings.probe_timeout_s:g} s, "
+        print(f"probing {len(servers)} servers from worker {settings.worker} (timeout {settings.probe_timeout_s:g} s, "
               f"{settings.concurrency} logins in flight)")
-        for s in servers:
-            path = " -> ".join(f"{b.name} ({b.host}:{b.port})" for b in s.path)
-            print(f"  connecting to {s.name} ({s.host}:{s.port})" + (f" via {path}" if path else ""))
     behind = {s.id for s in servers if s.path}
 
     def show(result: Any) -> None:
@@ -111,14 +115,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
             print(f"  bastion {' -> '.join(hop.path)}: FAILED {hop.error_class}: {hop.message}; "
                   "its servers are not probed")
 
-    summary = (cycle.probe_shard(settings, cycle_id, Shard.of(servers), on_result=show, on_hop=show_hop)
-               if servers else None)
-    counts = cycle.materialise(settings, cycle_id, cycle.utc_now())
-    if summary is not None:
+    for site, members in by_site.items():
+        if args.verbose:
+            print(f"site {site}, worker {settings.worker}:")
+            for s in members:
+                path = " -> ".join(f"{b.name} ({b.host}:{b.port})" for b in s.path)
+                print(f"  connecting to {s.name} ({s.host}:{s.port})" + (f" via {path}" if path else ""))
+        summary = cycle.probe_shard(settings, cycle_id, Shard.of(members, site), on_result=show, on_hop=show_hop)
         failures = ", ".join(f"{k} {v}" for k, v in summary.by_error_class.items()) or "none"
-        print(f"{summary.ok}/{summary.probed} heartbeats recorded in {summary.duration_ms / 1000:.1f} s; "
-              f"failures: {failures}")
-    print(f"status: {counts['online']} ONLINE, {counts['warning']} WARNING, {counts['offline']} OFFLINE")
+        print(f"site {site}: {summary.ok}/{summary.probed} heartbeats recorded in {summary.duration_ms / 1000:.1f} s "
+              f"(worker {settings.worker}); failures: {failures}")
+    counts = cycle.materialise(settings, cycle_id, cycle.utc_now())
+    print(f"status: {counts['online']} ONLINE, {counts['warning']} WARNING, {counts['offline']} OFFLINE"
+          + (f", {counts['stale']} STALE" if counts.get("stale") else ""))
     return EXIT_OK
 
 
@@ -156,9 +165,10 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
     from heartbeat.inventory import InventoryError, validate_server
 
     row = {"name": args.name, "host": args.host, "port": args.port, "username": args.username,
-           "conn_id": args.conn_id, "enabled": not args.disabled, "host_key": args.host_key, "via": args.via}
+           "conn_id": args.conn_id, "enabled": not args.disabled, "host_key": args.host_key, "via": args.via,
+           "site": args.site}
     try:
-        spec = validate_server({k: v for k, v in row.items() if v is not None})
+        spec = validate_server({k: v for k, v in row.items() if v is not None}, sites=_settings().site_list)
     except InventoryError as exc:
         raise CommandError(f"server {args.name!r} not added: {exc}")
     import psycopg
@@ -171,7 +181,7 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
         except InventoryError as exc:
             raise CommandError(f"server {args.name!r} not added: {exc}")
     via = f" via {spec.via}" if spec.via else ""
-    print(f"added {spec.name} ({spec.host}:{spec.port}){via} as server {server_id}")
+    print(f"added {spec.name} ({spec.host}:{spec.port}){via} as server {server_id} in site {spec.site}")
     return EXIT_OK
 
 
@@ -184,10 +194,10 @@ def cmd_servers_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, default=_json_default, indent=2))
         return EXIT_OK
-    table = [(r.name, r.host, r.port, r.username or "(connection)", r.conn_id,
+    table = [(r.name, r.host, r.port, r.site, r.username or "(connection)", r.conn_id,
               "yes" if r.enabled else "no", fingerprint(r.host_key) if r.host_key else "not pinned", r.via or "-")
              for r in rows]
-    print(_table(table, ("NAME", "HOST", "PORT", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY", "VIA")))
+    print(_table(table, ("NAME", "HOST", "PORT", "SITE", "USERNAME", "CONNECTION", "ENABLED", "HOST KEY", "VIA")))
     print(f"\n{len(rows)} servers")
     return EXIT_OK
 
@@ -235,7 +245,7 @@ def cmd_servers_import(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise CommandError(f"{path} is not UTF-8 text")
     try:
-        specs = validate_import(read_import_file(content, file_format))
+        specs = validate_import(read_import_file(content, file_format), sites=_settings().site_list)
     except InventoryError as exc:
         lines = "\n".join(f"  {p}" for p in exc.problems)
         raise CommandError(f"{path}: nothing imported, fix these rows first:\n{lines}")
@@ -248,6 +258,22 @@ def cmd_servers_import(args: argparse.Namespace) -> int:
             lines = "\n".join(f"  {p}" for p in exc.problems)
             raise CommandError(f"{path}: nothing imported, fix these bastion paths first:\n{lines}")
     print(f"imported {len(specs)} servers from {path}: {inserted} added, {updated} updated")
+    return EXIT_OK
+
+
+def cmd_servers_set_site(args: argparse.Namespace) -> int:
+    from heartbeat import store
+    from heartbeat.inventory import InventoryError, validate_server
+
+    try:
+        validate_server({"name": args.name, "host": "localhost", "site": args.site}, sites=_settings().site_list)
+    except InventoryError as exc:
+        raise CommandError(f"{args.name} not moved: {exc}")
+    with _connect(args) as conn:
+        found = store.set_server_site(conn, args.name, args.site)
+    if not found:
+        raise CommandError(f"no server named {args.name!r}")
+    print(f"{args.name} moved to site {args.site}: probed from there from the next cycle on")
     return EXIT_OK
 
 
@@ -505,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="run one cycle now, outside the scheduler")
     probe.add_argument("--verbose", "-v", action="store_true", help="print every attempt and its result")
     probe.add_argument("--server", action="append", metavar="NAME", help="probe only this server (repeatable)")
+    probe.add_argument("--site", help="probe only this site's servers (run it inside that site's network)")
     probe.set_defaults(func=cmd_probe)
 
     status = sub.add_parser("status", help="every server's status, last heartbeat and age")
@@ -523,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--host-key", help="pin this host public key ('ssh-ed25519 AAAA...')")
     add.add_argument("--disabled", action="store_true", help="add it without monitoring it yet")
     add.add_argument("--via", metavar="BASTION", help="reach it through this inventory server (a jump host)")
+    add.add_argument("--site", help="the network it is probed from, one of HEARTBEAT_SITES (default: default)")
     add.set_defaults(func=cmd_servers_add)
     lst = servers.add_parser("list", help="list the inventory")
     lst.add_argument("--json", action="store_true")
@@ -538,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--format", choices=("csv", "yaml", "yml"), help="default: from the file name")
     imp.set_defaults(func=cmd_servers_import)
+    mv = servers.add_parser("set-site", help="move a server to another site (probed from there next cycle)")
+    mv.add_argument("name")
+    mv.add_argument("site")
+    mv.set_defaults(func=cmd_servers_set_site)
     acc = servers.add_parser("accept-key", help="accept the host key a server now presents (after a change)")
     acc.add_argument("name")
     acc.set_defaults(func=cmd_servers_accept_key)

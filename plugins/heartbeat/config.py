@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 
 from heartbeat.flapping import FlapRules
+from heartbeat.sites import SiteError, parse_sites, worker_name
 from heartbeat.status import StatusRules
 
 HEARTBEAT_DB_CONN_ID = "heartbeat_db"
@@ -167,6 +168,10 @@ class Settings:
     :param db_conn_id: the Airflow connection of the heartbeat database.
     :param kex_algs: key exchange algorithms offered, in order of preference, comma-separated;
         empty: the monitor's default (ECDH P-256 first, the cheapest for OpenSSH servers).
+    :param sites: the sites probed, comma-separated (``HEARTBEAT_SITES``; default: ``default``).
+        Read when the DAG file is parsed: each site gets its own probe task, sent to its own
+        Celery queue (``heartbeat-<site>``). A server's site must be one of them.
+    :param worker_name: what identifies this worker in the attempts it records; empty: the host name.
     :param notify: notifications, from the ``HEARTBEAT_NOTIFY_*`` variables.
     :param incident: shared-cause incidents, from the ``HEARTBEAT_INCIDENT_*`` variables.
     :param bastion_max_channels: target logins in flight at once through one bastion connection
@@ -192,6 +197,8 @@ class Settings:
     flap_low_pct: float = 25.0
     db_conn_id: str = HEARTBEAT_DB_CONN_ID
     kex_algs: str = ""
+    sites: str = "default"
+    worker_name: str = ""
     notify: NotifySettings = field(default_factory=NotifySettings)
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     bastion_max_channels: int = 16
@@ -210,6 +217,10 @@ class Settings:
                 f"connect_timeout_s ({self.connect_timeout_s}) cannot exceed probe_timeout_s "
                 f"({self.probe_timeout_s})"
             )
+        try:
+            parse_sites(self.sites)
+        except SiteError as exc:
+            raise SettingsError(f"HEARTBEAT_SITES={self.sites!r}: {exc}") from None
         # The rules validate themselves; their errors name the variables they come from.
         for rules, names in ((lambda: self.status_rules, STATUS_RULE_FIELDS), (lambda: self.flap_rules,
                                                                                FLAP_RULE_FIELDS)):
@@ -224,8 +235,19 @@ class Settings:
         return tuple(a.strip() for a in self.kex_algs.split(",") if a.strip())
 
     @property
+    def site_list(self) -> tuple[str, ...]:
+        """The configured sites, in order."""
+        return parse_sites(self.sites)
+
+    @property
+    def worker(self) -> str:
+        """What identifies this worker in the attempts it records."""
+        return worker_name(self.worker_name)
+
+    @property
     def status_rules(self) -> StatusRules:
-        return StatusRules(self.offline_after_s, self.failure_threshold, self.recovery_threshold, self.stale_after_s)
+        return StatusRules(self.offline_after_s, self.failure_threshold, self.recovery_threshold, self.stale_after_s,
+                           site_stale_after_s=self.stale_after_s)
 
     @property
     def flap_rules(self) -> FlapRules:

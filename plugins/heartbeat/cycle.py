@@ -15,6 +15,7 @@ from heartbeat import connections, incidents, store
 from heartbeat.config import Settings, SettingsError
 from heartbeat.inventory import Shard, shard_servers
 from heartbeat.models import CycleSummary, HopResult, ProbeResult, Server
+from heartbeat.sites import unconfigured
 
 if TYPE_CHECKING:
     from heartbeat.probe import ProbeOptions
@@ -60,9 +61,10 @@ def db_connect(settings: Settings, dsn: str | None = None):  # type: ignore[no-u
 
 def load_servers(
     settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
-    only: Sequence[str] | None = None,
+    only: Sequence[str] | None = None, site: str | None = None,
 ) -> list[Server]:
-    """Open the cycle and read the enabled inventory (``only``: these server names).
+    """Open the cycle and read the enabled inventory (``only``: these server names; ``site``:
+    the servers of that site).
 
     Invalid rows are recorded at once as failed attempts with what is wrong, so they show in
     the status with a reason instead of silently disappearing.
@@ -75,6 +77,9 @@ def load_servers(
             wanted = set(only)
             servers = [s for s in servers if s.name in wanted]
             bad = [(s, p) for s, p in bad if s.name in wanted]
+        if site is not None:
+            servers = [s for s in servers if s.site == site]
+            bad = [(s, p) for s, p in bad if s.site == site]
         for server, problem in bad:
             log.warning("skipping server %s: %s", server.name, problem)
         store.record_results(conn, cycle_id, [store.invalid_row_result(s, p, started_at) for s, p in bad])
@@ -82,16 +87,40 @@ def load_servers(
     return servers
 
 
+def load_site_shards(
+    settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None, site: str | None = None,
+) -> dict[str, list[Shard]]:
+    """Open the cycle and cut each configured site's enabled servers into shards, one mapped probe
+    task each (a site without servers: no shard). Every configured site is a key; with ``site``,
+    only that one.
+
+    Servers of a site that is not configured (``HEARTBEAT_SITES`` dropped it) are left out, with a
+    warning: no worker would probe them. Nothing about them is lost or made up: once no attempt
+    from their site has arrived for the stale bound, they read STALE ("no probe from site X
+    since ..."), and one notification says the site has no working monitor."""
+    configured = settings.site_list
+    if site is not None and site not in configured:
+        raise SettingsError(f"site {site!r} is not in HEARTBEAT_SITES ({settings.sites})")
+    servers = load_servers(settings, cycle_id, started_at, dsn, site=site)
+    by_site: dict[str, list[Server]] = {s: [] for s in configured if site is None or s == site}
+    for server in servers:
+        by_site.setdefault(server.site, []).append(server)
+    for other in unconfigured(by_site, configured):
+        log.warning("cycle %s: %d servers of site %r are not probed: the site is not in HEARTBEAT_SITES (%s)",
+                    cycle_id, len(by_site.pop(other)), other, settings.sites)
+    # Servers behind the same bastion are kept together (one bastion login per shard carries them).
+    shards = {k: [Shard.of(s, k) for s in shard_servers(sorted(members, key=path_order), settings.shard_size,
+                                                        settings.max_shards)]
+              for k, members in by_site.items()}
+    log.info("cycle %s: %s", cycle_id, ", ".join(f"site {k}: {len(v)} shards" for k, v in shards.items()))
+    return shards
+
+
 def load_shards(
     settings: Settings, cycle_id: str, started_at: datetime, dsn: str | None = None,
 ) -> list[Shard]:
-    """Open the cycle and cut the enabled inventory into shards, one mapped probe task each.
-
-    Servers behind the same bastion are kept together (one bastion login per shard carries them)."""
-    servers = sorted(load_servers(settings, cycle_id, started_at, dsn), key=path_order)
-    shards = [Shard.of(s) for s in shard_servers(servers, settings.shard_size, settings.max_shards)]
-    log.info("cycle %s: %d shards", cycle_id, len(shards))
-    return shards
+    """:func:`load_site_shards`, every site's shards in one list (one process probing them all)."""
+    return [shard for shards in load_site_shards(settings, cycle_id, started_at, dsn).values() for shard in shards]
 
 
 def path_order(server: Server) -> tuple[tuple[int, ...], int]:
@@ -130,10 +159,11 @@ def probe_shard(
         shard = Shard.from_json(shard)
     attempted_at = now()
     with db_connect(settings, dsn) as conn:
-        servers, bad = store.load_inventory(conn, shard.server_ids)
+        servers, bad = store.load_inventory(conn, shard.server_ids, shard.site)
     gone = len(shard.server_ids) - len(servers) - len(bad)
     if gone:
-        log.info("%d servers of shard %s were disabled or removed since the cycle began", gone, shard.label)
+        log.info("%d servers of shard %s were disabled, removed or moved to another site since the cycle began",
+                 gone, shard.label)
     # keys, pinned host keys, ports, timeouts; of the servers' bastions too
     ssh = connections.ssh_connections({c.conn_id for s in servers for c in (s, *s.path)})
     results = [store.invalid_row_result(s, p, attempted_at) for s, p in bad]
@@ -154,7 +184,7 @@ def probe_shard(
         if not result.ok:
             log.info("%s: %s (%s)", result.server_name, result.error_class, result.message)
     with db_connect(settings, dsn) as conn:
-        store.record_results(conn, cycle_id, results, settings.flap_rules)
+        store.record_results(conn, cycle_id, results, settings.flap_rules, site=shard.site, worker=settings.worker)
         if hops:
             store.record_hops(conn, hops)
     return summarise(results, (time.perf_counter() - started) * 1000.0,

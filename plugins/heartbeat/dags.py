@@ -23,6 +23,8 @@ from airflow.sdk import DAG, TriggerRule, dag, task
 
 from heartbeat import airflow_tasks, housekeeping_tasks
 from heartbeat.compat import require_supported_airflow
+from heartbeat.config import settings_from_env
+from heartbeat.sites import load_task_id, probe_task_id, queue_name
 
 require_supported_airflow()
 
@@ -41,8 +43,11 @@ Every 30 seconds, log in over SSH (TCP, key exchange, host key check, public-key
 authentication) to every enabled server of the inventory in the heartbeat database. Nothing is
 installed on the servers: a successful login is a heartbeat.
 
-1. **load_inventory** reads the enabled servers and cuts them into shards;
-2. **probe_shard** (mapped, one per shard, named after the servers it holds) logs in to its
+1. **load_inventory** reads the enabled servers and cuts them into shards (one such task per
+   site, `load_inventory_<site>` for sites other than `default`);
+2. **probe_shard** (mapped, one per shard, named after the servers it holds; one such task per
+   site, `probe_shard_<site>` for sites other than `default`, sent to the Celery queue
+   `heartbeat-<site>` so that only workers inside that site's network run it) logs in to its
    servers concurrently and writes their results in one transaction; a down server is a result,
    not a task failure;
 3. **materialise_and_notify** (runs even when probes failed) writes `server_status` and one
@@ -129,6 +134,7 @@ def ssh_heartbeat(
     dag_id: str = "ssh_heartbeat",
     schedule: timedelta = timedelta(seconds=30),
     tags: Iterable[str] = ("monitoring", "heartbeat", "ssh"),
+    sites: Iterable[str] | None = None,
 ) -> DAG:
     """The monitor: every ``schedule``, probe every enabled server and materialise their statuses.
 
@@ -136,7 +142,11 @@ def ssh_heartbeat(
     :param schedule: the time between two cycles' starts (default 30 s); ``HEARTBEAT_OFFLINE_AFTER_S``
         (60 s) should stay at two cycles or more.
     :param tags: the DAG's tags in the Airflow UI.
+    :param sites: the sites probed, one load and one probe task each, the probes on the Celery
+        queue ``heartbeat-<site>`` (a mapped task cannot choose its queue per map index); default:
+        ``HEARTBEAT_SITES``, read when the DAG file is parsed (the environment only).
     """
+    site_list = tuple(sites) if sites is not None else settings_from_env().site_list
 
     @dag(
         dag_id=dag_id,
@@ -151,8 +161,12 @@ def ssh_heartbeat(
         default_args=DEFAULT_ARGS,
     )
     def monitor() -> None:
-        shards = load_inventory()
-        probe_shard.expand(shard=shards) >> materialise_and_notify()
+        probes = [
+            probe_shard.override(task_id=probe_task_id(site), queue=queue_name(site)).expand(
+                shard=load_inventory.override(task_id=load_task_id(site))(site=site))
+            for site in site_list
+        ]
+        probes >> materialise_and_notify()
 
     return monitor()
 

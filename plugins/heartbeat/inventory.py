@@ -13,14 +13,15 @@ from typing import Any
 
 import yaml
 
-from heartbeat.models import DEFAULT_SSH_CONN_ID, Server
+from heartbeat.models import DEFAULT_SITE, DEFAULT_SSH_CONN_ID, Server
+from heartbeat.sites import site_problem
 from heartbeat.ssh.hostkeys import HostKeyFormatError, normalise_public_key
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 USERNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-FIELDS = ("name", "host", "port", "username", "conn_id", "enabled", "host_key", "via")
+FIELDS = ("name", "host", "port", "username", "conn_id", "enabled", "host_key", "via", "site")
 MAX_HOPS = 3  # bastions on the way to one server
 
 
@@ -46,6 +47,7 @@ class ServerSpec:
     enabled: bool = True
     host_key: str | None = None
     via: str | None = None
+    site: str = DEFAULT_SITE
 
 
 def _show(value: Any) -> str:
@@ -84,8 +86,13 @@ def _parse_bool(value: Any) -> bool | None:
     return None
 
 
-def validate_server(row: Mapping[str, Any], where: str = "") -> ServerSpec:
-    """Validate one inventory row; raise :class:`InventoryError` naming every bad field."""
+def validate_server(
+    row: Mapping[str, Any], where: str = "", sites: Sequence[str] | None = None,
+) -> ServerSpec:
+    """Validate one inventory row; raise :class:`InventoryError` naming every bad field.
+
+    ``sites``: the configured sites (``HEARTBEAT_SITES``); a row naming another site is refused,
+    since no worker would probe it. None: any well-formed site name."""
     problems: list[str] = []
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
@@ -147,9 +154,17 @@ def validate_server(row: Mapping[str, Any], where: str = "") -> ServerSpec:
         elif via == name:
             problems.append(f"via names the server itself ({name!r}): a server cannot be its own bastion")
 
+    site = text("site") or DEFAULT_SITE
+    problem = site_problem(site)
+    if problem:
+        problems.append(problem)
+    elif sites is not None and site not in sites:
+        problems.append(f"site {site!r} is not configured (HEARTBEAT_SITES: {', '.join(sites)}); add it there and "
+                        "start a worker serving its queue first")
+
     if problems:
         raise InventoryError(problems, where)
-    return ServerSpec(name, host, port, username, conn_id, enabled, host_key, via)
+    return ServerSpec(name, host, port, username, conn_id, enabled, host_key, via, site)
 
 
 @dataclass(frozen=True)
@@ -246,7 +261,9 @@ def read_import_file(content: str, file_format: str) -> list[tuple[int, dict[str
     raise InventoryError([f"unknown file format {file_format!r}; use .csv, .yaml or .yml"], "file")
 
 
-def validate_import(rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[ServerSpec]:
+def validate_import(
+    rows: Iterable[tuple[int, Mapping[str, Any]]], sites: Sequence[str] | None = None,
+) -> list[ServerSpec]:
     """Validate every row; raise one :class:`InventoryError` listing all bad rows by line."""
     specs: list[ServerSpec] = []
     problems: list[str] = []
@@ -259,7 +276,7 @@ def validate_import(rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Serve
             problems.append(f"line {line}: more values than header fields")
             continue
         try:
-            spec = validate_server(row)
+            spec = validate_server(row, sites=sites)
         except InventoryError as exc:
             problems.extend(f"line {line}: {p}" for p in exc.problems)
             continue
@@ -290,7 +307,8 @@ def shard_servers(servers: Sequence[Server], shard_size: int, max_shards: int) -
 
 @dataclass(frozen=True)
 class Shard:
-    """One mapped probe task's part of a cycle: its servers by id, and a label for the UI.
+    """One mapped probe task's part of a cycle: its servers by id, the site they are probed from,
+    and a label for the UI.
 
     This is what travels through XCom, so it stays small (a few kilobytes for a thousand servers,
     where their rows are about 200 kB that the API server and the task receiving them would
@@ -299,17 +317,18 @@ class Shard:
 
     label: str
     server_ids: tuple[int, ...]
+    site: str = DEFAULT_SITE
 
     @classmethod
-    def of(cls, servers: Sequence[Server]) -> Shard:
-        return cls(shard_label(servers), tuple(s.id for s in servers))
+    def of(cls, servers: Sequence[Server], site: str = DEFAULT_SITE) -> Shard:
+        return cls(shard_label(servers), tuple(s.id for s in servers), site)
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "server_ids": list(self.server_ids)}
+        return {"label": self.label, "server_ids": list(self.server_ids), "site": self.site}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Shard:
-        return cls(str(data["label"]), tuple(int(i) for i in data["server_ids"]))
+        return cls(str(data["label"]), tuple(int(i) for i in data["server_ids"]), str(data.get("site", DEFAULT_SITE)))
 
 
 def shard_label(shard: Sequence[Server]) -> str:

@@ -8,13 +8,14 @@ from enum import StrEnum
 from typing import Any
 
 DEFAULT_SSH_CONN_ID = "heartbeat_ssh"
+DEFAULT_SITE = "default"
 
 
 class Status(StrEnum):
     ONLINE = "ONLINE"
     WARNING = "WARNING"
     OFFLINE = "OFFLINE"
-    STALE = "STALE"  # read-time only: the monitor itself has stopped finishing cycles
+    STALE = "STALE"  # the monitor (read time) or the server's site (also materialised) has stopped probing
 
 
 class ErrorClass(StrEnum):
@@ -55,6 +56,7 @@ class Server:
     # The bastions it is reached through, the one the monitor reaches directly first and its own
     # bastion (``via``) last; empty: reached directly.
     path: tuple[Server, ...] = ()
+    site: str = DEFAULT_SITE  # the network it is probed from
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Server:
@@ -123,6 +125,9 @@ class HeartbeatState:
     previous_status: str | None = None  # what the last cycle decided
     monitor_last_cycle_at: datetime | None = None  # when the monitor last finished a cycle
     last_error_words: str | None = None  # last_error_class in words, from the error_classes table
+    site: str = DEFAULT_SITE  # the server's site
+    site_last_probe_at: datetime | None = None  # the site's last recorded attempt (None: no record of the site)
+    site_ever_probed: bool = True  # False: site_last_probe_at is when a probe was first expected
 
 
 @dataclass(frozen=True)

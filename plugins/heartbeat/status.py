@@ -11,6 +11,9 @@ status, same reason).
 
 - STALE (read time only): the monitor has finished no cycle for ``stale_after_s``; the last
   known status is kept in the reason instead of turning the whole fleet OFFLINE;
+- STALE (also materialised): no attempt from the server's site has been recorded for
+  ``site_stale_after_s``: the site's workers are gone (or its site is no longer configured),
+  which says nothing about its servers ("no probe from site X since ...");
 - OFFLINE: no heartbeat, or the last one is older than ``offline_after_s`` (60 s; exactly 60 s
   is still fresh); or ``failure_threshold`` failed logins in a row (0: off); or recovering from
   OFFLINE with fewer than ``recovery_threshold`` successful logins in a row (1: off);
@@ -39,12 +42,15 @@ class StatusRules:
     :param failure_threshold: this many failed logins in a row are OFFLINE at once; 0 turns it off.
     :param recovery_threshold: successful logins in a row an OFFLINE server needs to count again.
     :param stale_after_s: no finished cycle for this long marks every server STALE; None: never.
+    :param site_stale_after_s: no attempt recorded from a site for this long marks its servers
+        STALE; None: never.
     """
 
     offline_after_s: float = 60.0
     failure_threshold: int = 0
     recovery_threshold: int = 1
     stale_after_s: float | None = None
+    site_stale_after_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.offline_after_s > 0:
@@ -53,8 +59,10 @@ class StatusRules:
             raise ValueError(f"failure_threshold must be 0 (off) or more, got {self.failure_threshold!r}")
         if self.recovery_threshold < 1:
             raise ValueError(f"recovery_threshold must be at least 1, got {self.recovery_threshold!r}")
-        if self.stale_after_s is not None and not self.stale_after_s > 0:
-            raise ValueError(f"stale_after_s must be greater than 0, got {self.stale_after_s!r}")
+        for name in ("stale_after_s", "site_stale_after_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be greater than 0, got {value!r}")
 
 
 def heartbeat_age_s(last_success_at: datetime | None, as_of: datetime) -> float | None:
@@ -86,6 +94,22 @@ def _stalled_since(state: HeartbeatState, as_of: datetime, rules: StatusRules) -
     return last if (as_of - last).total_seconds() > rules.stale_after_s else None
 
 
+def _utc(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def site_stale_reason(state: HeartbeatState, as_of: datetime, rules: StatusRules) -> str | None:
+    """Why the server's site reads STALE (no attempt from it for ``site_stale_after_s``), or None."""
+    last = state.site_last_probe_at
+    if rules.site_stale_after_s is None or last is None:
+        return None
+    if (as_of - last).total_seconds() <= rules.site_stale_after_s:
+        return None
+    if state.site_ever_probed:
+        return f"no probe from site {state.site} since {_utc(last)}"
+    return f"no probe from site {state.site} yet (expected since {_utc(last)})"
+
+
 SEED_RULES = StatusRules()
 
 
@@ -104,6 +128,9 @@ def evaluate_status(
         reason = (f"monitor stalled since {stalled.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
                   f"last known: {state.previous_status or 'unknown'}")
         return StatusDecision(Status.STALE, reason, age_s)
+    site_stale = site_stale_reason(state, as_of, rules)
+    if site_stale is not None:
+        return StatusDecision(Status.STALE, site_stale, age_s)
     if age_s is None:
         if state.last_attempt_at is None:
             return StatusDecision(Status.OFFLINE, "no heartbeat yet; not probed yet", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,22 @@ def test_should_add_list_and_remove_servers(heartbeat_env, heartbeat_dsn):
     assert query(heartbeat_dsn, "SELECT count(*) AS n FROM servers")[0]["n"] == 0
 
 
+def test_should_add_and_move_servers_between_configured_sites_only(heartbeat_env, heartbeat_dsn, monkeypatch):
+    monkeypatch.setenv("HEARTBEAT_SITES", "default,dc-b")
+    assert "as server 1 in site dc-b" in run("servers", "add", "web-01", "10.0.0.1", "--site", "dc-b").stdout
+    assert "dc-b" in run("servers", "list").stdout.splitlines()[2]
+    unknown = run("servers", "add", "web-02", "10.0.0.2", "--site", "dc-c", ok=False)
+    assert unknown.returncode == 1
+    assert "site 'dc-c' is not configured (HEARTBEAT_SITES: default, dc-b)" in unknown.stderr
+    bad = run("servers", "add", "web-02", "10.0.0.2", "--site", "DC B", ok=False)
+    assert "site 'DC B' must be 1-40 lower-case letters" in bad.stderr and "Traceback" not in bad.stderr
+    assert "moved to site default" in run("servers", "set-site", "web-01", "default").stdout
+    assert "not configured" in run("servers", "set-site", "web-01", "dc-x", ok=False).stderr
+    assert query(heartbeat_dsn, "SELECT site FROM servers") == [{"site": "default"}]
+    monkeypatch.setenv("HEARTBEAT_SITES", "dc-b,dc-b")
+    assert "listed twice" in run("servers", "list", ok=False).stderr + run("status", ok=False).stderr
+
+
 def test_should_import_all_or_nothing_reporting_line_and_field(heartbeat_env, heartbeat_dsn, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,host,port\nweb-01,10.0.0.1,22\nweb-02,10.0.0.2,0\n")
@@ -72,6 +89,7 @@ def test_should_probe_verbosely_and_show_status(heartbeat_env, heartbeat_dsn, fl
     assert "web: ok in" in out and web.host_key_fingerprint in out
     assert "down: FAILED refused" in out
     assert "1/2 heartbeats recorded" in out
+    assert "site default, worker " in out and f"(worker {socket.gethostname()})" in out
     assert "status: 1 ONLINE, 0 WARNING, 1 OFFLINE" in out
 
     status = run("status", "--verbose").stdout

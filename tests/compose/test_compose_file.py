@@ -55,7 +55,9 @@ MOUNTED_FOLDERS = ("dags", "include")
 # Settings fields that are deliberately not passed through compose, with the reason.
 SETTINGS_NOT_IN_COMPOSE = {"db_conn_id": "the stack defines the heartbeat_db connection itself",
                            "notify": "HEARTBEAT_NOTIFY_* keep their defaults in the stack",
-                           "incident": "HEARTBEAT_INCIDENT_* keep their defaults in the stack"}
+                           "incident": "HEARTBEAT_INCIDENT_* keep their defaults in the stack",
+                           "worker_name": "only a site's worker names itself (airflow-worker-site); the others "
+                                          "record their host name, a container id"}
 # ${VAR} references, not the $${VAR} escapes that reach the container's shell.
 VARIABLE_REFERENCE = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 REQUIRED_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?\?")
@@ -286,6 +288,19 @@ def test_worker_should_be_scalable(services: dict[str, Any]) -> None:
     assert "container_name" not in worker, "a fixed container_name forbids --scale"
     assert "hostname" not in worker, "replicas would share one Celery node name"
     assert not list(published_ports(worker)), "a fixed host port forbids --scale"
+
+
+def test_workers_should_serve_the_monitor_side_and_each_site_s_queue(services: dict[str, Any]) -> None:
+    """The default worker takes the inventory and status tasks (Airflow's default queue) and the
+    default site's probes; a site's worker (profile sites) only its site's queue, and a queued
+    task of a site without workers fails soon enough for the cycle to go on."""
+    assert services["airflow-worker"]["command"] == "celery worker --queues default,heartbeat-default"
+    site = services["airflow-worker-site"]
+    assert site["profiles"] == ["sites"] and site["command"] == "celery worker --queues heartbeat-default"
+    assert "HEARTBEAT_WORKER_NAME" in environment(site)
+    env = environment(services["airflow-scheduler"])
+    assert float(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"]) < 30
+    assert env["AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES"] == "0"
 
 
 def test_should_run_the_celery_executor_everywhere(services: dict[str, Any]) -> None:

@@ -29,12 +29,12 @@ def test_should_fail_a_cycle_cleanly_when_the_database_restarts_mid_write_and_re
     original = store.record_results
     restarted = threading.Event()
 
-    def record_during_restart(conn, cycle_id, results, *args):
+    def record_during_restart(conn, cycle_id, results, *args, **kwargs):
         with conn.transaction():
             conn.execute("SELECT 1")
             threading.Thread(target=lambda: (postgres.restart(), restarted.set()), daemon=True).start()
             restarted.wait(60)
-            original(conn, cycle_id, results, *args)
+            original(conn, cycle_id, results, *args, **kwargs)
 
     store.record_results = record_during_restart
     try:

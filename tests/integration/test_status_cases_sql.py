@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def put_state(dsn: str, state: HeartbeatState) -> int:
     """One enabled server in the state ``state`` describes, written where the SQL decider reads it.
     ``last_error_words`` is not written: the SQL joins error_classes for it."""
-    sid = add_servers(dsn, [{"name": "s", "host": "10.0.0.1"}])["s"]
+    sid = add_servers(dsn, [{"name": "s", "host": "10.0.0.1", "site": state.site}])["s"]
     with store.connect(dsn) as conn, conn.transaction():
         if state.last_attempt_at is not None or state.last_success_at is not None:
             conn.execute(
@@ -39,6 +39,10 @@ def put_state(dsn: str, state: HeartbeatState) -> int:
             earlier = AS_OF - timedelta(seconds=30)
             conn.execute("INSERT INTO server_status (server_id, status, reason, status_since, evaluated_at)"
                          " VALUES (%s, %s, 'decided earlier', %s, %s)", (sid, state.previous_status, earlier, earlier))
+        if state.site_last_probe_at is not None:
+            conn.execute("INSERT INTO site_monitors (site, expected_since, last_attempt_at) VALUES (%s, %s, %s)",
+                         (state.site, state.site_last_probe_at,
+                          state.site_last_probe_at if state.site_ever_probed else None))
         if state.monitor_last_cycle_at:
             conn.execute("INSERT INTO cycles (cycle_id, started_at, finished_at) VALUES ('c', %s, %s)",
                          (state.monitor_last_cycle_at, state.monitor_last_cycle_at))
@@ -49,9 +53,9 @@ def put_state(dsn: str, state: HeartbeatState) -> int:
 def test_should_decide_in_sql_what_the_case_table_and_the_specification_say(heartbeat_dsn: str, case: StatusCase):
     put_state(heartbeat_dsn, case.state)
     rules = case.rules
-    [row] = query(heartbeat_dsn, "SELECT status, reason, heartbeat_age_s FROM heartbeat_status_at(%s, %s, %s, %s, %s)",
-                  (AS_OF, rules.offline_after_s, rules.failure_threshold, rules.recovery_threshold,
-                   rules.stale_after_s))
+    [row] = query(heartbeat_dsn, "SELECT status, reason, heartbeat_age_s FROM heartbeat_status_at(%s, %s, %s, %s, %s,"
+                  " %s)", (AS_OF, rules.offline_after_s, rules.failure_threshold, rules.recovery_threshold,
+                          rules.stale_after_s, rules.site_stale_after_s))
     python = evaluate_status(case.state, AS_OF, rules)
     assert (row["status"], row["reason"]) == (python.status.value, python.reason) == (case.status.value, case.reason)
     assert row["heartbeat_age_s"] == pytest.approx(python.heartbeat_age_s)

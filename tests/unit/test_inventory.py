@@ -99,7 +99,8 @@ def test_should_label_shards_by_their_servers():
 def test_should_pass_a_shard_through_json_as_ids_and_a_label():
     shard = Shard.of(servers(1000))
     data = shard.to_json()
-    assert set(data) == {"label", "server_ids"} and data["server_ids"] == list(range(1000))
+    assert set(data) == {"label", "server_ids", "site"} and data["server_ids"] == list(range(1000))
+    assert data["site"] == "default"
     assert Shard.from_json(data) == shard
     assert len(json.dumps(data)) < 6 * 1000  # the XCom stays a few kB, whatever the rows hold
 

@@ -3,10 +3,11 @@
 -- parameters are bound by psycopg.
 
 -- name: dashboard_servers
--- Optional filters: an exact status and a case-insensitive part of the name (NULL: no filter).
+-- Optional filters: an exact status, a case-insensitive part of the name and a site (NULL: no filter).
 SELECT d.*, now() AS as_of
 FROM dashboard_server_status d
 WHERE (%(status)s::text IS NULL OR d.status = %(status)s::text)
+  AND (%(site)s::text IS NULL OR d.site = %(site)s::text)
   AND (%(name)s::text IS NULL OR strpos(lower(d.server_name), lower(%(name)s::text)) > 0)
 ORDER BY d.server_name;
 
@@ -28,7 +29,7 @@ UNION ALL
 ORDER BY at, id;
 
 -- name: dashboard_latency_history
-SELECT p.attempted_at AS at, p.ok, p.error_class, p.total_ms
+SELECT p.attempted_at AS at, p.ok, p.error_class, p.total_ms, p.site, p.worker
 FROM probe_history p
 WHERE p.server_id = %(server_id)s AND p.attempted_at >= %(since)s
 ORDER BY p.attempted_at DESC

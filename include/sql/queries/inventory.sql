@@ -2,7 +2,7 @@
 -- psycopg (%(name)s), never formatted into the text.
 
 -- name: load_enabled_servers
-SELECT id, name, host, port, username, conn_id, host_key, via
+SELECT id, name, host, port, username, conn_id, host_key, via, site
 FROM servers
 WHERE enabled
 ORDER BY id;
@@ -11,10 +11,11 @@ ORDER BY id;
 SELECT count(*) AS n FROM servers WHERE enabled;
 
 -- name: load_enabled_servers_by_id
--- One shard's servers as they are now (a shard names its servers by id).
-SELECT id, name, host, port, username, conn_id, host_key, via
+-- One shard's servers as they are now (a shard names its servers by id), those still in the
+-- shard's site (%(site)s NULL: any): a server moved to another site is probed from there next cycle.
+SELECT id, name, host, port, username, conn_id, host_key, via, site
 FROM servers
-WHERE enabled AND id = ANY(%(server_ids)s)
+WHERE enabled AND id = ANY(%(server_ids)s) AND (%(site)s::text IS NULL OR site = %(site)s::text)
 ORDER BY id;
 
 -- name: load_servers_by_name
@@ -31,26 +32,29 @@ SELECT name, via, enabled FROM servers;
 SELECT name FROM servers WHERE via = %(name)s ORDER BY name;
 
 -- name: insert_server
-INSERT INTO servers (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at)
+INSERT INTO servers (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at, site)
 VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s, %(via)s,
-        CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END)
+        CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END, %(site)s)
 RETURNING id;
 
 -- name: upsert_server
-INSERT INTO servers AS s (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at)
+INSERT INTO servers AS s (name, host, port, username, conn_id, enabled, host_key, via, host_key_pinned_at, site)
 VALUES (%(name)s, %(host)s, %(port)s, %(username)s, %(conn_id)s, %(enabled)s, %(host_key)s, %(via)s,
-        CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END)
+        CASE WHEN %(host_key)s::text IS NOT NULL THEN now() END, %(site)s)
 ON CONFLICT (name) DO UPDATE SET
     host = EXCLUDED.host, port = EXCLUDED.port, username = EXCLUDED.username,
-    conn_id = EXCLUDED.conn_id, enabled = EXCLUDED.enabled, via = EXCLUDED.via,
+    conn_id = EXCLUDED.conn_id, enabled = EXCLUDED.enabled, via = EXCLUDED.via, site = EXCLUDED.site,
     host_key = coalesce(EXCLUDED.host_key, s.host_key),
     host_key_pinned_at = CASE WHEN EXCLUDED.host_key IS NOT NULL THEN now() ELSE s.host_key_pinned_at END,
     updated_at = now()
 RETURNING id, (xmax = 0) AS inserted;
 
 -- name: list_servers
-SELECT s.id, s.name, s.host, s.port, s.username, s.conn_id, s.enabled, s.host_key, s.created_at, s.via
+SELECT s.id, s.name, s.host, s.port, s.username, s.conn_id, s.enabled, s.host_key, s.created_at, s.via, s.site
 FROM servers s ORDER BY s.name;
+
+-- name: set_server_site
+UPDATE servers SET site = %(site)s, updated_at = now() WHERE name = %(name)s RETURNING id;
 
 -- name: delete_server
 DELETE FROM servers WHERE name = %(name)s RETURNING id;

@@ -5,9 +5,11 @@
 -- Status changes to notify on one channel at %(as_of)s. Only each server's latest change counts
 -- (a change undone within the debounce is never sent); it must have held %(notify_after_s)s; it is
 -- "offline" when the server went OFFLINE and the channel last said otherwise, "recovered" when the
--- channel last said OFFLINE; a server in a maintenance window now is left for later; a change
--- already sent (or given up after %(max_attempts)s failures) on this channel is not sent again; a
--- failure that is a member of a shared-cause incident is told by the incident instead.
+-- channel last said OFFLINE and the server is ONLINE or WARNING now (STALE says nothing about the
+-- server: its site has no working monitor, told once per site by site_stall_candidates); a server
+-- in a maintenance window now is left for later; a change already sent (or given up after
+-- %(max_attempts)s failures) on this channel is not sent again; a failure that is a member of a
+-- shared-cause incident is told by the incident instead.
 WITH latest AS (
     SELECT DISTINCT ON (e.server_id) e.id, e.server_id, e.from_status, e.to_status, e.at, e.reason
     FROM status_events e
@@ -34,7 +36,7 @@ WHERE extract(epoch FROM %(as_of)s::timestamptz - l.at) >= %(notify_after_s)s
   AND NOT (l.to_status = 'OFFLINE'
            AND EXISTS (SELECT 1 FROM path_outages o WHERE o.bastion_id = l.server_id AND o.ended_at IS NULL))
   AND ((l.to_status = 'OFFLINE' AND p.to_status IS DISTINCT FROM 'OFFLINE')
-       OR (l.to_status <> 'OFFLINE' AND p.to_status = 'OFFLINE'))
+       OR (l.to_status NOT IN ('OFFLINE', 'STALE') AND p.to_status = 'OFFLINE'))
   AND NOT EXISTS (
       SELECT 1 FROM maintenance_windows m
       WHERE m.server_id = l.server_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
@@ -60,6 +62,25 @@ WHERE a.kind = 'host_key_changed' AND a.resolved_at IS NULL AND a.raised_at <= %
       WHERE n.subject = 'alert:' || a.id AND n.channel = %(channel)s
         AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
 ORDER BY a.raised_at, a.id;
+
+-- name: site_stall_candidates
+-- A site without a working monitor, once per stall and channel: "site_stalled" when the stall has
+-- held %(notify_after_s)s and is still open, "site_recovered" when it has ended and its start was
+-- told on this channel.
+SELECT t.id AS stall_id, t.site, t.since, t.ever_probed, t.servers, k.kind, k.at
+FROM site_stalls t
+CROSS JOIN LATERAL (VALUES ('site_stalled', t.detected_at), ('site_recovered', t.ended_at)) AS k(kind, at)
+WHERE k.at IS NOT NULL AND k.at <= %(as_of)s
+  AND ((k.kind = 'site_stalled' AND t.ended_at IS NULL
+        AND extract(epoch FROM %(as_of)s::timestamptz - t.detected_at) >= %(notify_after_s)s)
+       OR (k.kind = 'site_recovered' AND EXISTS (
+            SELECT 1 FROM notification_log n
+            WHERE n.subject = 'site_stalled:' || t.id AND n.channel = %(channel)s AND n.state = 'sent')))
+  AND NOT EXISTS (
+      SELECT 1 FROM notification_log n
+      WHERE n.subject = k.kind || ':' || t.id AND n.channel = %(channel)s
+        AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+ORDER BY k.at, t.id;
 
 -- name: last_finished_cycle
 -- The last cycle that finished at or before %(as_of)s, other than %(current_cycle_id)s.

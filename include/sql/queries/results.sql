@@ -31,10 +31,11 @@ WHERE ph.cycle_id = %(cycle_id)s
 
 -- name: insert_probe_history
 -- Only for servers that exist (there is no foreign key: see migration 006).
+-- A batch's attempts were all made from one site by one worker (NULL: recorded by the cycle).
 INSERT INTO probe_history (server_id, cycle_id, attempted_at, ok, error_class, message,
-                           tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms)
+                           tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, site, worker)
 SELECT b.server_id, b.cycle_id, b.attempted_at, b.ok, b.error_class, b.message,
-       b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms
+       b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, %(site)s, %(worker)s
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
 WHERE s.id BETWEEN %(first_id)s AND %(last_id)s;
 
@@ -65,6 +66,8 @@ WITH updated AS (
         banner = coalesce(b.banner, h.banner),
         host_key_fingerprint = coalesce(b.host_key_fingerprint, h.host_key_fingerprint),
         presented_host_key = coalesce(b.host_key, h.presented_host_key),
+        last_site = %(site)s,
+        last_worker = %(worker)s,
         recent_oks = heartbeat_recent_oks(h.recent_oks, b.ok, h.last_cycle_id = b.cycle_id, %(window)s)
     FROM probe_batch b
     WHERE h.server_id = b.server_id AND h.last_attempt_at <= b.attempted_at
@@ -77,11 +80,12 @@ WITH updated AS (
 INSERT INTO heartbeats (server_id, last_success_at, last_attempt_at, last_cycle_id,
                         consecutive_failures, last_ok, last_error_class, last_error_message,
                         tcp_connect_ms, ssh_handshake_ms, auth_ms, total_ms, banner,
-                        host_key_fingerprint, presented_host_key, consecutive_successes, recent_oks)
+                        host_key_fingerprint, presented_host_key, consecutive_successes, recent_oks,
+                        last_site, last_worker)
 SELECT b.server_id, CASE WHEN b.ok THEN b.attempted_at END, b.attempted_at, b.cycle_id,
        CASE WHEN b.ok THEN 0 ELSE 1 END, b.ok, b.error_class, b.message,
        b.tcp_connect_ms, b.ssh_handshake_ms, b.auth_ms, b.total_ms, b.banner, b.host_key_fingerprint,
-       b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END, ARRAY[b.ok]
+       b.host_key, CASE WHEN b.ok THEN 1 ELSE 0 END, ARRAY[b.ok], %(site)s, %(worker)s
 FROM probe_batch b JOIN servers s ON s.id = b.server_id
 WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.server_id = b.server_id)
 ON CONFLICT (server_id) DO NOTHING  -- a row newer than this attempt: keep it
@@ -94,6 +98,23 @@ SELECT c.server_id, c.flapping AS was_flapping, c.recent_oks
 FROM (SELECT * FROM updated UNION ALL SELECT * FROM inserted) c
 WHERE NOT (NOT c.flapping AND c.flap_percent = 0
            AND (c.consecutive_successes >= %(window)s OR c.consecutive_failures >= %(window)s));
+
+-- name: site_attempted
+-- The site's monitor works: an attempt from it has been recorded. Last in the shard's transaction,
+-- so the row (one per site, shared by its shards) is locked only briefly.
+INSERT INTO site_monitors AS m (site, expected_since, last_attempt_at, last_worker, last_cycle_id)
+VALUES (%(site)s, %(attempted_at)s, %(attempted_at)s, %(worker)s, %(cycle_id)s)
+ON CONFLICT (site) DO UPDATE SET
+    last_attempt_at = EXCLUDED.last_attempt_at, last_worker = EXCLUDED.last_worker,
+    last_cycle_id = EXCLUDED.last_cycle_id
+WHERE m.last_attempt_at IS NULL OR m.last_attempt_at <= EXCLUDED.last_attempt_at;
+
+-- name: expect_sites
+-- Every site holding enabled servers is expected to probe from now on (a site already known keeps
+-- its row): a site whose workers never answer reads STALE after the stale bound, as one that stopped.
+INSERT INTO site_monitors (site, expected_since)
+SELECT DISTINCT s.site, %(started_at)s::timestamptz FROM servers s WHERE s.enabled
+ON CONFLICT (site) DO NOTHING;
 
 -- name: set_flapping
 UPDATE heartbeats h SET flapping = f.flapping, flap_percent = f.flap_percent
@@ -167,7 +188,7 @@ WITH stamp AS (
             OR l.decided_anomalies IS DISTINCT FROM l.active_anomalies
             OR l.decided_flapping IS DISTINCT FROM l.flapping) AS changed
     FROM heartbeat_status_evaluate(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s,
-                                   %(recovery_threshold)s, NULL) l
+                                   %(recovery_threshold)s, NULL, %(site_stale_after_s)s) l
 ), changes AS (
     SELECT l.* FROM live l, stamp
     WHERE stamp.newest AND l.changed AND (l.decided_at IS NULL OR l.decided_at <= %(as_of)s)
@@ -206,6 +227,7 @@ WITH stamp AS (
 SELECT count(*) FILTER (WHERE l.status = 'ONLINE')  AS online,
        count(*) FILTER (WHERE l.status = 'WARNING') AS warning,
        count(*) FILTER (WHERE l.status = 'OFFLINE') AS offline,
+       count(*) FILTER (WHERE l.status = 'STALE')   AS stale,
        (SELECT count(*) FROM flips)                 AS flips,
        (SELECT count(*) FROM written)               AS written,
        (SELECT count(*) FROM removed)               AS removed
@@ -240,8 +262,30 @@ SELECT l.server_name, l.host, l.port, l.status, l.reason, l.last_heartbeat_at, l
        l.active_alerts, l.active_anomalies, l.last_attempt_at, l.last_error_class, l.last_error_message,
        l.consecutive_failures, l.total_ms
 FROM heartbeat_status_at(%(as_of)s, %(offline_after_s)s, %(failure_threshold)s, %(recovery_threshold)s,
-                         %(stale_after_s)s) l
-ORDER BY CASE l.status WHEN 'OFFLINE' THEN 0 WHEN 'WARNING' THEN 1 ELSE 2 END, l.server_name;
+                         %(stale_after_s)s, %(site_stale_after_s)s) l
+ORDER BY CASE l.status WHEN 'OFFLINE' THEN 0 WHEN 'STALE' THEN 1 WHEN 'WARNING' THEN 2 ELSE 3 END, l.server_name;
+
+-- name: record_site_stalls
+-- After the statuses: a site with enabled servers and no attempt for %(site_stale_after_s)s opens a
+-- stall (one row, one notification); a stalled site from which attempts arrive again closes it.
+WITH silent AS (
+    SELECT m.site, coalesce(m.last_attempt_at, m.expected_since) AS since, m.last_attempt_at IS NOT NULL AS ever,
+           (SELECT count(*) FROM servers s WHERE s.site = m.site AND s.enabled)::integer AS servers
+    FROM site_monitors m
+    WHERE date_part('epoch', %(as_of)s::timestamptz - coalesce(m.last_attempt_at, m.expected_since))
+          > %(site_stale_after_s)s
+), opened AS (
+    INSERT INTO site_stalls (site, since, ever_probed, detected_at, servers)
+    SELECT x.site, x.since, x.ever, %(as_of)s, x.servers FROM silent x
+    WHERE x.servers > 0 AND NOT EXISTS (SELECT 1 FROM site_stalls t WHERE t.site = x.site AND t.ended_at IS NULL)
+    RETURNING 1
+), ended AS (
+    UPDATE site_stalls t SET ended_at = %(as_of)s
+    WHERE t.ended_at IS NULL AND t.detected_at <= %(as_of)s
+      AND NOT EXISTS (SELECT 1 FROM silent x WHERE x.site = t.site AND x.servers > 0)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM opened) AS opened, (SELECT count(*) FROM ended) AS ended;
 
 -- name: last_cycle
 SELECT cycle_id, started_at, finished_at, servers, ok, failed, online, warning, offline

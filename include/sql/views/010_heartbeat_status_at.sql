@@ -5,7 +5,9 @@
 -- and written back. plugins/heartbeat/status.py states the same rules as the executable
 -- specification; tests/status_cases.py is one table of cases both are held to (same inputs, same
 -- status, same reason), so a change to a rule changes both and that table.
---   STALE:   (read-time views only) the monitor has finished no cycle for stale_after_s
+--   STALE:   (read-time views only) the monitor has finished no cycle for stale_after_s;
+--            or (also materialised) no attempt from the server's site for site_stale_after_s
+--            (site_monitors): its workers are gone, which says nothing about its servers
 --   OFFLINE: no heartbeat, or the last one is older than offline_after_s (exactly that age is
 --            still fresh); or failure_threshold failed logins in a row; or recovering from
 --            OFFLINE with fewer than recovery_threshold successful logins in a row
@@ -20,6 +22,10 @@ DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision) CASCA
 DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision, integer, integer, double precision) CASCADE;
 DROP FUNCTION IF EXISTS heartbeat_status_evaluate(timestamptz, double precision, integer, integer, double precision)
     CASCADE;
+DROP FUNCTION IF EXISTS heartbeat_status_at(timestamptz, double precision, integer, integer, double precision,
+                                            double precision) CASCADE;
+DROP FUNCTION IF EXISTS heartbeat_status_evaluate(timestamptz, double precision, integer, integer, double precision,
+                                                  double precision) CASCADE;
 
 -- reason_template is the reason (the column is named after the table it is compared with,
 -- server_status_decided, whose reasons once held an "{age}" placeholder); the decided_* columns are
@@ -29,7 +35,8 @@ CREATE FUNCTION heartbeat_status_evaluate(
     offline_after_s double precision,
     failure_threshold integer DEFAULT 0,
     recovery_threshold integer DEFAULT 1,
-    stale_after_s double precision DEFAULT NULL
+    stale_after_s double precision DEFAULT NULL,
+    site_stale_after_s double precision DEFAULT NULL
 )
 RETURNS TABLE (
     server_id         bigint,
@@ -54,7 +61,8 @@ RETURNS TABLE (
     decided_alerts    integer,
     decided_anomalies integer,
     decided_flapping  boolean,
-    decided_at        timestamptz
+    decided_at        timestamptz,
+    site              text
 )
 LANGUAGE sql STABLE AS $$
     WITH monitor AS (
@@ -78,9 +86,16 @@ LANGUAGE sql STABLE AS $$
                     ELSE '; last attempt: ' || coalesce(e.words, h.last_error_class) END AS attempt_words,
                CASE WHEN stale_after_s IS NOT NULL AND m.last_cycle_at IS NOT NULL
                          AND date_part('epoch', as_of - m.last_cycle_at) > stale_after_s
-                    THEN m.last_cycle_at END AS stalled_since
+                    THEN m.last_cycle_at END AS stalled_since,
+               s.site,
+               CASE WHEN site_stale_after_s IS NOT NULL
+                         AND date_part('epoch', as_of - coalesce(sm.last_attempt_at, sm.expected_since))
+                             > site_stale_after_s
+                    THEN coalesce(sm.last_attempt_at, sm.expected_since) END AS site_silent_since,
+               sm.last_attempt_at IS NOT NULL AS site_ever_probed
         FROM servers s
         CROSS JOIN monitor m
+        LEFT JOIN site_monitors sm ON sm.site = s.site
         LEFT JOIN heartbeats h ON h.server_id = s.id
         LEFT JOIN error_classes e ON e.error_class = h.last_error_class
         LEFT JOIN server_status_decided st ON st.server_id = s.id
@@ -92,6 +107,7 @@ LANGUAGE sql STABLE AS $$
     ), decided AS (
         SELECT b.*,
             CASE WHEN stalled_since IS NOT NULL THEN 'stale'
+                 WHEN site_silent_since IS NOT NULL THEN 'site_stale'
                  WHEN age_s IS NULL OR age_s > offline_after_s THEN 'offline'
                  WHEN failure_threshold > 0 AND failures >= failure_threshold THEN 'failing'
                  WHEN recovery_threshold > 1 AND previous_status = 'OFFLINE' AND successes < recovery_threshold
@@ -101,12 +117,16 @@ LANGUAGE sql STABLE AS $$
         FROM base b
     )
     SELECT id, name, host, port,
-        CASE rule WHEN 'stale' THEN 'STALE' WHEN 'warning' THEN 'WARNING' WHEN 'online' THEN 'ONLINE'
+        CASE rule WHEN 'stale' THEN 'STALE' WHEN 'site_stale' THEN 'STALE' WHEN 'warning' THEN 'WARNING' WHEN 'online' THEN 'ONLINE'
                   ELSE 'OFFLINE' END,
         CASE rule
             WHEN 'stale' THEN 'monitor stalled since '
                 || to_char(stalled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC; last known: '
                 || coalesce(previous_status, 'unknown')
+            WHEN 'site_stale' THEN 'no probe from site ' || site
+                || CASE WHEN site_ever_probed THEN ' since ' ELSE ' yet (expected since ' END
+                || to_char(site_silent_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+                || CASE WHEN site_ever_probed THEN '' ELSE ')' END
             WHEN 'offline' THEN
                 CASE WHEN age_s IS NULL AND last_attempt_at IS NULL THEN 'no heartbeat yet; not probed yet'
                      WHEN age_s IS NULL THEN 'no heartbeat yet' || attempt_words
@@ -124,7 +144,8 @@ LANGUAGE sql STABLE AS $$
             ELSE 'heartbeat within ' || offline_after_s || ' s' END,
         last_success_at, age_s, n_alerts, n_anomalies, last_attempt_at, last_error_class,
         last_error_message, failures, total_ms, flapping, flap_percent,
-        previous_status, previous_reason_template, previous_alerts, previous_anomalies, previous_flapping, previous_at
+        previous_status, previous_reason_template, previous_alerts, previous_anomalies, previous_flapping, previous_at,
+        site
     FROM decided
 $$;
 
@@ -133,7 +154,8 @@ CREATE FUNCTION heartbeat_status_at(
     offline_after_s double precision,
     failure_threshold integer DEFAULT 0,
     recovery_threshold integer DEFAULT 1,
-    stale_after_s double precision DEFAULT NULL
+    stale_after_s double precision DEFAULT NULL,
+    site_stale_after_s double precision DEFAULT NULL
 )
 RETURNS TABLE (
     server_id         bigint,
@@ -152,14 +174,17 @@ RETURNS TABLE (
     consecutive_failures integer,
     total_ms          real,
     flapping          boolean,
-    flap_percent      real
+    flap_percent      real,
+    site              text
 )
 LANGUAGE sql STABLE AS $$
     SELECT e.server_id, e.server_name, e.host, e.port, e.status,
            e.reason_template,
            e.last_heartbeat_at, e.heartbeat_age_s, e.active_alerts, e.active_anomalies, e.last_attempt_at,
-           e.last_error_class, e.last_error_message, e.consecutive_failures, e.total_ms, e.flapping, e.flap_percent
-    FROM heartbeat_status_evaluate(as_of, offline_after_s, failure_threshold, recovery_threshold, stale_after_s) e
+           e.last_error_class, e.last_error_message, e.consecutive_failures, e.total_ms, e.flapping, e.flap_percent,
+           e.site
+    FROM heartbeat_status_evaluate(as_of, offline_after_s, failure_threshold, recovery_threshold, stale_after_s,
+                                   site_stale_after_s) e
 $$;
 
 COMMENT ON TABLE error_classes IS

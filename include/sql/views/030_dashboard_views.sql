@@ -164,7 +164,8 @@ SELECT l.server_id, l.server_name, l.host, l.port, l.status, l.reason,
        mw.ends_at AS maintenance_until,
        mw.reason AS maintenance_reason,
        u.uptime_24h_pct, u.uptime_7d_pct, u.uptime_30d_pct,
-       sv.via
+       sv.via,
+       l.site, h.last_worker
 FROM server_status_live l
 JOIN servers sv ON sv.id = l.server_id
 LEFT JOIN heartbeats h ON h.server_id = l.server_id
@@ -191,7 +192,8 @@ SELECT f.online, f.warning, f.offline, f.stale, f.total,
            AS offline_after_s,
        coalesce((SELECT value FROM monitor_settings WHERE key = 'stale_after_s'), '60')::double precision
            AS stale_after_s,
-       f.as_of
+       f.as_of,
+       m.sites
 FROM fleet_summary f CROSS JOIN monitor_health m;
 COMMENT ON VIEW dashboard_fleet_summary IS
     'Counts per status now, servers in maintenance, the monitor''s health (monitor_health) and its thresholds.';

@@ -17,6 +17,9 @@ The rules:
 - Monitor stalled: no cycle finished for ``HEARTBEAT_STALE_AFTER_S`` (when servers read STALE)
   plus the debounce, seen by the next cycle or by ``heartbeat notify`` run from cron elsewhere;
   sent once per stall.
+- Site without a working monitor: no attempt from a site for ``HEARTBEAT_STALE_AFTER_S`` (its
+  servers read STALE, told by nobody server by server), held for the debounce: one message for
+  the site, and one when probes from it arrive again (only if the first was sent).
 
 Channels are Airflow connections: ``heartbeat_smtp`` (e-mail, through the smtp provider) and
 ``heartbeat_webhook`` (a JSON POST); a channel whose connection is not defined is off. The
@@ -42,6 +45,7 @@ from heartbeat.notify.messages import (
     RECOVERED,
     Notification,
     host_key_notification,
+    site_notification,
     stall_notification,
     status_change_notification,
 )
@@ -50,5 +54,5 @@ __all__ = [
     "CONTEXT_KEY", "HOST_KEY_CHANGED", "MONITOR", "MONITOR_STALLED", "OFFLINE", "PATH_DOWN", "RECOVERED",
     "Channel", "HeartbeatEmailNotifier", "HeartbeatWebhookNotifier", "Notification", "NotifierChannel",
     "NotifySettings", "configured_channels", "deliver", "due_notifications", "host_key_notification",
-    "notify_changes", "run", "stall_notification", "status_change_notification",
+    "notify_changes", "run", "site_notification", "stall_notification", "status_change_notification",
 ]

@@ -21,6 +21,7 @@ from heartbeat.notify.messages import (
     incident_notification,
     path_down_notification,
     repeat_notification,
+    site_notification,
     stall_notification,
     status_change_notification,
 )
@@ -46,6 +47,8 @@ def due_notifications(
                 for alert in store.host_key_alerts_due(conn, channel, as_of, settings.max_attempts)]
         due += [path_down_notification(outage) for outage in
                 store.path_outages_due(conn, channel, as_of, settings.notify_after_s, settings.max_attempts)]
+        due += [site_notification(stall) for stall in
+                store.site_stalls_due(conn, channel, as_of, settings.notify_after_s, settings.max_attempts)]
         last = store.last_finished_cycle(conn, as_of, current_cycle_id)
         current_started_at = None if current_cycle_id is None else store.cycle_started_at(conn, current_cycle_id)
         stall = stall_notification(last, current_started_at, settings.stall_threshold_s(stale_after_s), as_of)

@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from heartbeat.incidents import describe
+from heartbeat.sites import queue_name
 from heartbeat.store import (
     FinishedCycle,
     HostKeyAlertDue,
     IncidentDue,
     OngoingOutage,
     PathOutageDue,
+    SiteStallDue,
     StatusChangeDue,
 )
 
@@ -22,6 +24,7 @@ OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", 
 INCIDENT, INCIDENT_RESOLVED, REPEAT, ESCALATION = "incident", "incident_resolved", "repeat", "escalation"
 MEMBERS_LISTED = 20  # member names in a notification's text; the rest are counted
 PATH_DOWN = "path_down"
+SITE_STALLED, SITE_RECOVERED = "site_stalled", "site_recovered"
 
 
 @dataclass(frozen=True)
@@ -196,3 +199,21 @@ def escalation_notification(outage: OngoingOutage, repeats: int, as_of: datetime
         outage, ESCALATION, f"{outage.subject}:escalation", f"escalated: {title}",
         f"Escalated: failing since {_when(outage.since)}, told {repeats + 1} times and not acknowledged: "
         f"{title}. Acknowledge: {ack}", as_of, repeats=repeats)
+
+
+def site_notification(stall: SiteStallDue) -> Notification:
+    """One message for a whole site without a working monitor (not one per server), or back."""
+    servers = f"{stall.servers} server{'s' if stall.servers != 1 else ''}"
+    since = f"since {_when(stall.since)}" if stall.ever_probed else f"yet (expected since {_when(stall.since)})"
+    if stall.kind == SITE_STALLED:
+        title = f"site {stall.site} has no working monitor"
+        text = (f"no probe from site {stall.site} {since}: its {servers} read STALE, not OFFLINE (nothing is known "
+                f"about them). Is a worker serving the Celery queue {queue_name(stall.site)} running, and is the "
+                f"site in HEARTBEAT_SITES?")
+    else:
+        title = f"site {stall.site} is monitored again"
+        text = f"probes from site {stall.site} arrive again since {_when(stall.at)}; its servers' statuses recover"
+    return Notification(
+        kind=stall.kind, subject=f"{stall.kind}:{stall.stall_id}", title=title, text=text, at=stall.at,
+        details={"site": stall.site, "since": stall.since.isoformat(), "servers": stall.servers},
+    )

@@ -74,6 +74,7 @@ from heartbeat.store.inventory import (
     pin_host_key,
     remove_server,
     set_server_enabled,
+    set_server_site,
     upsert_servers,
 )
 from heartbeat.store.maintenance import MaintenanceWindow, add_maintenance, end_maintenance, list_maintenance
@@ -86,6 +87,7 @@ from heartbeat.store.notifications import (
     NotificationLogEntry,
     OngoingOutage,
     PathOutageDue,
+    SiteStallDue,
     StatusChangeDue,
     claim_notification,
     cycle_started_at,
@@ -97,6 +99,7 @@ from heartbeat.store.notifications import (
     notification_done,
     ongoing_outages,
     path_outages_due,
+    site_stalls_due,
     status_changes_due,
 )
 from heartbeat.store.results import (
@@ -148,6 +151,7 @@ __all__ = [
     "SchemaError",
     "ServerIncidentState",
     "ServerRecord",
+    "SiteStallDue",
     "StatusChange",
     "StatusChangeDue",
     "StatusReportRow",
@@ -211,6 +215,8 @@ __all__ = [
     "server_incident_states",
     "set_parent",
     "set_server_enabled",
+    "set_server_site",
+    "site_stalls_due",
     "start_cycle",
     "status_changes",
     "status_changes_due",

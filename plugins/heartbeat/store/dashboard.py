@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from heartbeat import sql
 from heartbeat.store._records import Connection, record, records
@@ -44,6 +45,8 @@ class DashboardServer:
     maintenance_reason: str | None
     as_of: datetime
     via: str | None = None  # the bastion it is reached through
+    site: str = "default"  # the network it is probed from
+    last_worker: str | None = None  # the worker that made the last attempt
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class FleetSummary:
     health: str
     stale_after_s: float
     offline_after_s: float
+    sites: list[dict[str, Any]]  # per site: servers, last attempt and worker, stalled, health (view site_health)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class LatencyPoint:
     ok: bool
     error_class: str | None
     total_ms: float | None
+    site: str | None  # where the attempt was made from (None: recorded by the cycle itself)
+    worker: str | None
 
 
 @dataclass(frozen=True)
@@ -116,10 +122,12 @@ def fleet_summary(conn: Connection) -> FleetSummary:
     return record(FleetSummary, row)
 
 
-def dashboard_servers(conn: Connection, status: str | None = None, name_part: str | None = None
-                      ) -> list[DashboardServer]:
-    """Enabled servers by name; only those of ``status``, and whose name contains ``name_part`` (any case)."""
-    return records(DashboardServer, conn.execute(sql.query("dashboard_servers"), {"status": status, "name": name_part}))
+def dashboard_servers(conn: Connection, status: str | None = None, name_part: str | None = None,
+                      site: str | None = None) -> list[DashboardServer]:
+    """Enabled servers by name; only those of ``status``, whose name contains ``name_part`` (any
+    case), of ``site``."""
+    return records(DashboardServer, conn.execute(sql.query("dashboard_servers"),
+                                                 {"status": status, "name": name_part, "site": site}))
 
 
 def dashboard_server(conn: Connection, name: str) -> DashboardServer | None:

@@ -17,7 +17,7 @@ from heartbeat.inventory import (
     check_bastions,
     validate_server,
 )
-from heartbeat.models import ErrorClass, ProbeResult, Server
+from heartbeat.models import DEFAULT_SITE, ErrorClass, ProbeResult, Server
 from heartbeat.store._records import Connection, record, records
 
 
@@ -35,6 +35,7 @@ class ServerRecord:
     host_key: str | None
     created_at: datetime
     via: str | None = None
+    site: str = "default"
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ class HostKeys:
 
 
 def load_inventory(
-    conn: Connection, server_ids: Sequence[int] | None = None,
+    conn: Connection, server_ids: Sequence[int] | None = None, site: str | None = None,
 ) -> tuple[list[Server], list[tuple[Server, str]]]:
     """Enabled servers, validated: (usable servers, [(bad server, what is wrong)]); with
-    ``server_ids``, only those of them (a shard, read again when it is probed).
+    ``server_ids``, only those of them (a shard, read again when it is probed), and with ``site``
+    only those still in that site.
 
     Rows written by other systems may bypass the command line's validation; a bad row is
     reported and skipped, never allowed to stop the rest of the fleet from being probed.
@@ -59,7 +61,8 @@ def load_inventory(
         if server_ids is None:
             rows = conn.execute(sql.query("load_enabled_servers")).fetchall()
         else:
-            rows = conn.execute(sql.query("load_enabled_servers_by_id"), {"server_ids": list(server_ids)}).fetchall()
+            rows = conn.execute(sql.query("load_enabled_servers_by_id"),
+                                {"server_ids": list(server_ids), "site": site}).fetchall()
         bastions = _bastion_rows(conn, rows)
     good: list[Server] = []
     bad: list[tuple[Server, str]] = []
@@ -67,7 +70,8 @@ def load_inventory(
     for row in rows:
         server = _server(row)
         try:
-            validate_server({k: row[k] for k in ("name", "host", "port", "username", "conn_id", "host_key", "via")})
+            validate_server({k: row.get(k) for k in ("name", "host", "port", "username", "conn_id", "host_key", "via",
+                                                     "site")})
         except InventoryError as exc:
             bad.append((server, "invalid inventory row: " + "; ".join(exc.problems)))
             continue
@@ -85,6 +89,7 @@ def _server(row: dict) -> Server:  # type: ignore[type-arg]
     return Server(
         id=row["id"], name=row["name"], host=row["host"], port=row["port"],
         username=row["username"], conn_id=row["conn_id"], host_key=row["host_key"], via=row["via"],
+        site=row.get("site") or DEFAULT_SITE,  # a bastion's row (load_servers_by_name) has none: unused
     )
 
 
@@ -177,6 +182,13 @@ def set_server_enabled(conn: Connection, name: str, enabled: bool) -> bool:
         if found:
             check_inventory_paths(conn)
         return found
+
+
+def set_server_site(conn: Connection, name: str, site: str) -> bool:
+    """Move a server to another site (probed from there from the next cycle on); False: no server
+    of that name."""
+    with conn.transaction():
+        return conn.execute(sql.query("set_server_site"), {"name": name, "site": site}).fetchone() is not None
 
 
 def host_keys(conn: Connection, name: str) -> HostKeys | None:

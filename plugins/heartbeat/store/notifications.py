@@ -112,6 +112,21 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
+class SiteStallDue:
+    """A site without a working monitor (``site_stalled``), or back (``site_recovered``), not yet
+    told on the channel. ``since``: its last attempt, or when one was first expected
+    (``ever_probed`` False)."""
+
+    stall_id: int
+    site: str
+    since: datetime
+    ever_probed: bool
+    servers: int
+    kind: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class FinishedCycle:
     cycle_id: str
     started_at: datetime
@@ -181,6 +196,15 @@ def ongoing_outages(conn: Connection, as_of: datetime) -> tuple[list[OngoingOuta
         rows = records(LedgerRow, conn.execute(sql.query("outage_ledger"),
                                                {"subjects": [o.subject for o in outages]})) if outages else []
     return outages, rows
+
+
+def site_stalls_due(
+    conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
+) -> list[SiteStallDue]:
+    """Sites without a working monitor, and sites back, to tell on ``channel`` at ``as_of``."""
+    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(SiteStallDue, conn.execute(sql.query("site_stall_candidates"), params))
 
 
 def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:

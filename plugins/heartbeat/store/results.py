@@ -74,10 +74,15 @@ class ProbeCounts:
 
 def record_results(
     conn: Connection, cycle_id: str, results: Sequence[ProbeResult], flap_rules: FlapRules = DEFAULT_FLAP_RULES,
+    site: str | None = None, worker: str | None = None,
 ) -> None:
     """Write one shard's results in one transaction: history, latest heartbeat, flap state,
     first-use host keys and host-key-changed alerts. Re-running it for the same cycle replaces,
-    never doubles."""
+    never doubles.
+
+    ``site`` and ``worker``: where the attempts were made from and by whom (recorded with each;
+    the site's monitor counts as working from then). None: results the cycle records itself (an
+    invalid inventory row), made from nowhere."""
     if not results:
         return
     with conn.transaction():
@@ -94,12 +99,18 @@ def record_results(
         # The batch's id range, bound once: it keeps each statement to the shard's part of the tables.
         ids = [r.server_id for r in results]
         bounds = {"first_id": min(ids), "last_id": max(ids)}
+        origin = {"site": site, "worker": worker}
         conn.execute(sql.query("delete_batch_history"), {"cycle_id": cycle_id, **bounds})
-        conn.execute(sql.query("insert_probe_history"), bounds)
-        candidates = conn.execute(sql.query("upsert_heartbeats"), {"window": flap_rules.window, **bounds}).fetchall()
+        conn.execute(sql.query("insert_probe_history"), {**bounds, **origin})
+        candidates = conn.execute(sql.query("upsert_heartbeats"),
+                                  {"window": flap_rules.window, **bounds, **origin}).fetchall()
         conn.execute(sql.query("pin_first_host_keys"))
         conn.execute(sql.query("raise_host_key_changed_alerts"))
         _update_flapping(conn, candidates, flap_rules)
+        if site is not None:
+            conn.execute(sql.query("site_attempted"), {
+                "site": site, "worker": worker, "cycle_id": cycle_id,
+                "attempted_at": max(r.attempted_at for r in results)})
 
 
 def record_hops(conn: Connection, hops: Sequence[HopResult]) -> None:
@@ -132,12 +143,14 @@ def _update_flapping(conn: Connection, candidates: Sequence[dict[str, Any]], rul
 def _status_params(as_of: datetime, rules: StatusRules) -> dict[str, Any]:
     return {"as_of": as_of, "offline_after_s": float(rules.offline_after_s),
             "failure_threshold": rules.failure_threshold, "recovery_threshold": rules.recovery_threshold,
-            "stale_after_s": rules.stale_after_s}
+            "stale_after_s": rules.stale_after_s, "site_stale_after_s": rules.site_stale_after_s}
 
 
 def materialise_status(conn: Connection, as_of: datetime, rules: StatusRules | float = SEED_RULES) -> dict[str, int]:
     """Evaluate every enabled server at ``as_of``, record status changes, and return counts per
-    status, ``flips``, ``written`` (decisions stored: new or changed) and ``removed``.
+    status, ``flips``, ``written`` (decisions stored: new or changed) and ``removed``; then open a
+    stall for each site silent for ``rules.site_stale_after_s`` and close those of sites heard
+    from again (``sites_stalled``, ``sites_recovered``).
 
     ``rules`` may be a plain number: the OFFLINE threshold in seconds."""
     if not isinstance(rules, StatusRules):
@@ -152,8 +165,13 @@ def materialise_status(conn: Connection, as_of: datetime, rules: StatusRules | f
         conn.execute(sql.query("lock_status"))
         conn.execute(sql.query("set_status_settings"), params)
         row = conn.execute(sql.query("materialise_status"), params).fetchone()
-    assert row is not None
-    return {k: int(v) for k, v in dict(row).items()}
+        assert row is not None
+        counts = {k: int(v) for k, v in dict(row).items()}
+        if params["site_stale_after_s"] is not None:
+            stalls = conn.execute(sql.query("record_site_stalls"), params).fetchone()
+            assert stalls is not None
+            counts |= {"sites_stalled": int(stalls["opened"]), "sites_recovered": int(stalls["ended"])}
+    return counts
 
 
 def status_report(conn: Connection, as_of: datetime, rules: StatusRules) -> list[StatusReportRow]:
@@ -163,8 +181,10 @@ def status_report(conn: Connection, as_of: datetime, rules: StatusRules) -> list
 
 
 def start_cycle(conn: Connection, cycle_id: str, started_at: datetime) -> None:
+    """Record the cycle's start; every site holding enabled servers is expected to probe from now on."""
     with conn.transaction():
         conn.execute(sql.query("start_cycle"), {"cycle_id": cycle_id, "started_at": started_at})
+        conn.execute(sql.query("expect_sites"), {"started_at": started_at})
 
 
 def finish_cycle(

@@ -99,6 +99,8 @@ class ServerRow(BaseModel):
     acknowledged_by: str | None = Field(None, description="who acknowledged its outage (while active)")
     via: str | None = Field(default=None, description="the bastion (an inventory server) it is reached through; "
                             "null: directly")
+    site: str = Field("default", description="the network it is probed from (its workers serve queue heartbeat-<site>)")
+    last_worker: str | None = Field(None, description="the worker that made the last attempt")
 
 
 class ServerList(BaseModel):
@@ -118,6 +120,16 @@ class LastCycle(BaseModel):
     failed: int
 
 
+class SiteHealth(BaseModel):
+    site: str
+    servers: int = Field(description="enabled servers in the site")
+    last_attempt_at: datetime | None = Field(description="the last attempt recorded from the site")
+    last_worker: str | None = Field(description="the worker that made it")
+    last_attempt_age_s: float | None
+    stalled: bool = Field(description="no attempt from the site for stale_after_s: its servers read STALE")
+    health: str = Field(description="ok, not probed yet, or since when no probe came from the site")
+
+
 class Summary(BaseModel):
     as_of: datetime
     online: int
@@ -131,6 +143,7 @@ class Summary(BaseModel):
     health: str = Field(description="the monitor's health in words: ok, or since when it has stalled")
     stale_after_s: float
     offline_after_s: float
+    sites: list[SiteHealth] = Field(description="each site's monitor: its last attempt and worker, stalled or not")
 
 
 class StatusChange(BaseModel):
@@ -145,6 +158,8 @@ class LatencyPoint(BaseModel):
     ok: bool
     total_ms: float | None
     error_class: str | None
+    site: str | None = Field(description="the site the attempt was made from (null: recorded by the cycle itself)")
+    worker: str | None = Field(description="the worker that made it")
 
 
 class LatencyPercentiles(BaseModel):
@@ -371,6 +386,7 @@ def create_app(database: Database | None = None) -> FastAPI:
         user: User, conn: Conn, response: Response,
         status_filter: Annotated[Status | None, Query(alias="status", description="only this status")] = None,
         name: Annotated[str | None, Query(max_length=128, description="only names containing this (any case)")] = None,
+        site: Annotated[str | None, Query(max_length=40, description="only servers of this site")] = None,
         sort: Annotated[SortKey, Query(description="status sorts by severity: OFFLINE, STALE, WARNING, ONLINE")
                         ] = SortKey.STATUS,
         order: Order = Order.ASC,
@@ -379,7 +395,7 @@ def create_app(database: Database | None = None) -> FastAPI:
         over 24 h / 7 d / 30 d, and maintenance."""
         response.headers.update(NO_STORE)
         rows = store.dashboard_servers(conn, status=status_filter.value if status_filter else None,
-                                       name_part=name or None)
+                                       name_part=name or None, site=site or None)
         as_of = rows[0].as_of if rows else store.fleet_summary(conn).as_of
         states = store.server_incident_states(conn)
         listed = sort_servers([server_row(r, states.get(r.server_id)) for r in rows], sort, order)

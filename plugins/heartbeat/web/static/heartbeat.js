@@ -20,6 +20,7 @@
     fetchedAt: 0, // performance.now() of the last successful refresh
     status: "",
     q: "",
+    site: "",
     sort: "status",
     dir: "asc",
     server: null,
@@ -97,16 +98,19 @@
     state.server = params.get("server");
     state.status = params.get("status") || "";
     state.q = params.get("q") || "";
+    state.site = params.get("site") || "";
     state.sort = params.get("sort") || "status";
     state.dir = params.get("dir") === "desc" ? "desc" : "asc";
   }
   function hashFor(changes) {
-    const next = { status: state.status, q: state.q, sort: state.sort, dir: state.dir, server: null, ...changes };
+    const next = { status: state.status, q: state.q, site: state.site, sort: state.sort, dir: state.dir, server: null,
+      ...changes };
     const params = new URLSearchParams();
     if (next.server) params.set("server", next.server);
     else {
       if (next.status) params.set("status", next.status);
       if (next.q) params.set("q", next.q);
+      if (next.site) params.set("site", next.site);
       if (next.sort !== "status") params.set("sort", next.sort);
       if (next.dir !== "asc") params.set("dir", next.dir);
     }
@@ -266,14 +270,36 @@
     const took = c.duration_s === null ? "" : `, took ${c.duration_s.toFixed(1)} s`;
     const probed = `${c.servers} servers probed, ${c.ok} answered`;
     const text = `Last cycle ${fmtDuration(age)} ago${took}; ${probed}. A heartbeat older than ${s.offline_after_s} s is OFFLINE.`;
-    return isStalled()
-      ? `Monitor stalled: no cycle for ${fmtDuration(age)} (is the ssh_heartbeat DAG paused, or the scheduler down?); statuses are not current.`
-      : text;
+    if (isStalled()) {
+      return `Monitor stalled: no cycle for ${fmtDuration(age)} (is the ssh_heartbeat DAG paused, or the scheduler down?); statuses are not current.`;
+    }
+    return text + siteText();
+  }
+  // Each site's monitor, when there is more than the default site or one has stalled.
+  function siteText() {
+    const sites = (state.summary && state.summary.sites) || [];
+    if (!sites.length || (sites.length === 1 && sites[0].site === "default" && !sites[0].stalled)) return "";
+    return " Sites: " + sites.map((x) => x.stalled
+      ? `${x.site}: ${x.health}, its servers read STALE`
+      : `${x.site}: last probe ${x.last_attempt_age_s === null ? "never" : fmtDuration(x.last_attempt_age_s + elapsedS()) + " ago"}${x.last_worker ? ` by ${x.last_worker}` : ""}`).join("; ") + ".";
+  }
+  function renderSiteFilter() {
+    const select = $("site-filter");
+    const sites = ((state.summary && state.summary.sites) || []).map((x) => x.site);
+    if (state.site && !sites.includes(state.site)) sites.push(state.site);
+    const wanted = ["", ...sites].join(",");
+    if (select.dataset.sites !== wanted) {
+      select.replaceChildren(el("option", { value: "", text: "all" }), ...sites.map((x) => el("option", { value: x, text: x })));
+      select.dataset.sites = wanted;
+    }
+    select.value = state.site;
+    $("site-filter-label").hidden = sites.length < 2 && !state.site;
   }
 
   function matches(server) {
     if (state.status && server.status !== state.status) return false;
     if (state.q && !server.name.toLowerCase().includes(state.q.toLowerCase())) return false;
+    if (state.site && server.site !== state.site) return false;
     return true;
   }
   function sortValue(server) {
@@ -300,6 +326,7 @@
 
   function renderFleet() {
     $("status-filter").value = state.status;
+    renderSiteFilter();
     if (document.activeElement !== $("name-filter")) $("name-filter").value = state.q;
     for (const th of document.querySelectorAll("#servers th")) {
       const button = th.querySelector("button[data-sort]");
@@ -317,7 +344,7 @@
   function serverRow(s) {
     const name = el("td", { class: "name" },
       el("a", { href: hashFor({ server: s.name }), "data-open": s.name, text: s.name }),
-      el("span", { class: "addr", text: `${s.host}:${s.port}` }));
+      el("span", { class: "addr", text: s.site === "default" ? `${s.host}:${s.port}` : `${s.host}:${s.port} · site ${s.site}` }));
     const status = el("td", { class: "status" }, badge(s.status),
       s.flapping ? el("span", { class: "tag flapping", title: "its logins keep succeeding and failing", text: "flapping" }) : null,
       s.incident_id ? el("span", { class: "tag incident", title: "a member of a shared-cause incident", text: `incident #${s.incident_id}` }) : null,
@@ -366,6 +393,8 @@
     const p = d.latency_1h;
     const facts = [
       ["Address", `${s.host}:${s.port}` + (s.via ? ` via ${s.via}` : "")],
+      ["Site", s.site],
+      ["Last attempt by", s.last_worker || "not probed yet"],
       ["Status since", s.status_since ? fmtTime(s.status_since) : "not recorded yet"],
       ["Last heartbeat", s.last_heartbeat_at ? fmtTime(s.last_heartbeat_at) : "never"],
       ["Heartbeat age", s.heartbeat_age_s === null ? "never" : fmtDuration(s.heartbeat_age_s), s.heartbeat_age_s],
@@ -458,7 +487,8 @@
     }
     for (const p of points.filter((q) => !q.ok)) {
       const mark = svg("rect", { x: x(Date.parse(p.at)) - 1, y: BOTTOM + 4, width: 2.5, height: 10, class: "fail" });
-      mark.append(svg("title", {}, `${fmtTime(p.at)}: failed (${p.error_class || "error"})`));
+      const where = p.site ? ` from site ${p.site}${p.worker ? ` by ${p.worker}` : ""}` : "";
+      mark.append(svg("title", {}, `${fmtTime(p.at)}: failed (${p.error_class || "error"})${where}`));
       root.append(mark);
     }
     root.append(svg("text", { x: PAD_L, y: BOTTOM + 13, "text-anchor": "end" }, "failed"));
@@ -484,6 +514,7 @@
 
   $("status-filter").addEventListener("change", (e) => setView({ status: e.target.value }));
   $("name-filter").addEventListener("input", (e) => setView({ q: e.target.value.trim() }));
+  $("site-filter").addEventListener("change", (e) => setView({ site: e.target.value }));
   for (const button of document.querySelectorAll("th button[data-sort]")) {
     button.addEventListener("click", () => {
       const key = button.dataset.sort;
