@@ -92,7 +92,7 @@ class NotifySettings:
         return self.stall_after_s if self.stall_after_s is not None else stale_after_s + self.notify_after_s
 
 
-INCIDENT_DIMENSIONS = ("parent", "bastion", "connection", "prefix")
+INCIDENT_DIMENSIONS = ("parent", "bastion", "connection", "site", "prefix")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class IncidentSettings:
         rarely does.
     :param dimensions: what failing servers may share, tried in this order, comma-separated:
         ``parent`` (declared), ``bastion`` (the jump host, ``via``), ``connection`` (the SSH
-        connection: credential failures only),
+        connection: credential failures only), ``site`` (the network probed from; not ``default``),
         ``prefix`` (the address prefix). A server joins the first group that qualifies.
     :param prefix_v4: the IPv4 prefix length of the ``prefix`` dimension.
     :param prefix_v6: the IPv6 prefix length of the ``prefix`` dimension.

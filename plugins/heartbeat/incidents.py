@@ -8,6 +8,9 @@ maintenance) are grouped by what they share, in the order of ``HEARTBEAT_INCIDEN
   failed hop itself is told once by its path outage, and its ``path_down`` servers never reach here);
 - ``connection``: the SSH connection (its credential), for ``auth`` failures only: a key refused
   by most servers of one connection is a credential problem, not that many outages;
+- ``site``: the network a server is probed from (``servers.site``; the ``default`` site shares
+  nothing), per error class (a site without a working monitor is told by its stall, and its
+  servers read STALE, not OFFLINE);
 - ``prefix``: the address prefix (/24, /64) of servers whose host is an address, per error class.
 
 A group opens an incident when it has at least ``min_servers`` members and they are at least
@@ -52,6 +55,7 @@ class FleetServer:
     parent_name: str | None = None
     parent_kind: str | None = None
     via: str | None = None
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,11 @@ class Failure:
     event_id: int
     at: datetime
     via: str | None = None
+    site: str | None = None
 
     def as_server(self) -> FleetServer:
         return FleetServer(self.server_id, self.server_name, self.host, self.conn_id, self.parent_name,
-                           self.parent_kind, self.via)
+                           self.parent_kind, self.via, self.site)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,13 @@ def _bastion_key(server: FleetServer, error_class: str | None, settings: Inciden
     return f"bastion {server.via}" if server.via else None
 
 
+DEFAULT_SITE = "default"  # servers given no site share nothing by it
+
+
+def _site_key(server: FleetServer, error_class: str | None, settings: IncidentSettings) -> str | None:
+    return f"site {server.site}" if server.site and server.site != DEFAULT_SITE else None
+
+
 def _connection_key(server: FleetServer, error_class: str | None, settings: IncidentSettings) -> str | None:
     return server.conn_id if error_class is None or error_class in CREDENTIAL_CLASSES else None
 
@@ -123,6 +135,7 @@ DIMENSIONS: dict[str, tuple[KeyOf, bool]] = {
     "parent": (_parent_key, True),
     "bastion": (_bastion_key, False),
     "connection": (_connection_key, False),
+    "site": (_site_key, False),
     "prefix": (_prefix_key, False),
 }
 
@@ -209,7 +222,7 @@ def describe(dimension: str, group_key: str, error_class: str, members: int, pop
     if dimension == "parent":
         title = f"{members} of {population} servers at {group_key} (itself and those behind it) are OFFLINE"
         return title, f"{title} since {when}: one cause, one page."
-    where = {"prefix": "in", "connection": "of connection"}.get(dimension, f"of {dimension}")
+    where = {"prefix": "in", "connection": "of connection", "site": "of"}.get(dimension, f"of {dimension}")
     title = f"{members} of {population} servers {where} {group_key} {words}"
     return title, f"{members} of {population} servers {where} {group_key} {words} since {when}: one cause, one page."
 

@@ -20,7 +20,7 @@ def server(i: int, host: str, conn_id: str = "heartbeat_ssh", parent: str | None
 
 def failed(s: FleetServer, error_class: str) -> Failure:
     return Failure(s.server_id, s.server_name, s.host, s.conn_id, s.parent_name, s.parent_kind, error_class,
-                   1000 + s.server_id, T0, s.via)
+                   1000 + s.server_id, T0, s.via, s.site)
 
 
 RACK = [server(i, f"192.0.2.{i}") for i in range(1, 45)]  # 44 servers in 192.0.2.0/24
@@ -115,6 +115,15 @@ def test_should_group_failures_behind_one_bastion_per_error_class():
     assert group.cause == Cause("bastion", "bastion jump-1", "timeout")
     title = describe("bastion", "bastion jump-1", "timeout", 4, 6, T0)[0]
     assert title == "4 of 6 servers behind bastion jump-1 timed out"
+
+
+def test_should_group_failures_of_one_site_but_not_of_the_default_site():
+    fleet = [FleetServer(i, f"s{i}", f"10.{i}.0.5", "heartbeat_ssh", site="paris") for i in range(1, 5)]
+    fleet += [FleetServer(i, f"s{i}", f"10.{i}.0.5", "heartbeat_ssh", site="default") for i in range(5, 9)]
+    _, [group] = group_failures([failed(s, "refused") for s in fleet[:3]], fleet, DEFAULTS)
+    assert group.cause == Cause("site", "site paris", "refused") and group.population == 4
+    assert describe("site", "site paris", "refused", 3, 4, T0)[0] == "3 of 4 servers of site paris refused connections"
+    assert group_failures([failed(s, "refused") for s in fleet[4:]], fleet, DEFAULTS)[1] == []
 
 
 def test_should_try_dimensions_in_the_configured_order():

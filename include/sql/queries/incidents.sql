@@ -7,7 +7,7 @@ SELECT pg_advisory_xact_lock(hashtext('heartbeat_incidents'));
 -- Servers OFFLINE now whose latest status change went OFFLINE within the last %(window_s)s, not
 -- told on any channel yet, in no open incident and not in a maintenance window.
 SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind,
-       coalesce(h.last_error_class, 'other') AS error_class, e.id AS event_id, e.at, s.via
+       coalesce(h.last_error_class, 'other') AS error_class, e.id AS event_id, e.at, s.via, s.site
 FROM server_status_decided d
 JOIN servers s ON s.id = d.server_id AND s.enabled
 JOIN LATERAL (
@@ -31,7 +31,8 @@ ORDER BY s.name;
 
 -- name: grouping_fleet
 -- Every enabled server, with what the incident dimensions read.
-SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind, s.via
+SELECT s.id AS server_id, s.name AS server_name, s.host, s.conn_id, p.name AS parent_name, s.parent_kind, s.via,
+       s.site
 FROM servers s LEFT JOIN servers p ON p.id = s.parent_id
 WHERE s.enabled;
 
@@ -49,12 +50,13 @@ VALUES (%(incident_id)s, %(server_id)s, %(event_id)s, %(as_of)s)
 ON CONFLICT (incident_id, server_id) DO UPDATE SET event_id = EXCLUDED.event_id, left_at = NULL;
 
 -- name: leave_recovered_members
--- Members that are no longer OFFLINE (recovered, disabled, removed) leave their open incident.
+-- Members that are no longer OFFLINE (recovered, disabled, removed) leave their open incident; a
+-- member whose site has no working monitor (STALE) is not known to have recovered and stays.
 UPDATE incident_members m SET left_at = %(as_of)s
 FROM incidents i
 WHERE i.id = m.incident_id AND i.closed_at IS NULL AND m.left_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM server_status_decided d JOIN servers s ON s.id = d.server_id AND s.enabled
-                  WHERE d.server_id = m.server_id AND d.status = 'OFFLINE');
+                  WHERE d.server_id = m.server_id AND d.status IN ('OFFLINE', 'STALE'));
 
 -- name: close_recovered_incidents
 UPDATE incidents i SET closed_at = %(as_of)s, close_reason = 'every member recovered'
@@ -69,7 +71,7 @@ UPDATE acknowledgements a SET ended_at = %(as_of)s,
        end_reason = CASE WHEN a.server_id IS NOT NULL THEN 'server recovered' ELSE 'incident closed' END
 WHERE a.ended_at IS NULL AND a.created_at <= %(as_of)s AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s)
   AND ((a.server_id IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM server_status_decided d WHERE d.server_id = a.server_id AND d.status = 'OFFLINE'))
+            SELECT 1 FROM server_status_decided d WHERE d.server_id = a.server_id AND d.status IN ('OFFLINE', 'STALE')))
        OR (a.incident_id IS NOT NULL AND EXISTS (
             SELECT 1 FROM incidents i WHERE i.id = a.incident_id AND i.closed_at IS NOT NULL)))
 RETURNING a.id;
