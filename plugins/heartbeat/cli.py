@@ -509,6 +509,25 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_escalate(args: argparse.Namespace) -> int:
+    import getpass
+
+    from heartbeat import cycle, notify
+
+    settings, now = _settings(), cycle.utc_now()
+    target = {"server_name": args.target} if args.what == "server" else {"incident_id": _incident_id(args.target)}
+    channels = notify.configured_channels(settings.notify)
+    try:
+        with _connect(args) as conn:
+            counts = notify.escalate_now(conn, channels, settings.notify, now, by=args.by or getpass.getuser(),
+                                         **target)  # type: ignore[arg-type]
+    except notify.EscalationError as exc:
+        raise CommandError(str(exc))
+    print(f"escalated {args.what} {args.target}: {counts['sent']} sent, {counts['skipped']} already escalated, "
+          f"{counts['failed']} failed on {counts['channels']} escalation channels")
+    return EXIT_ERROR if counts["failed"] else EXIT_OK
+
+
 def cmd_servers_parent(args: argparse.Namespace) -> int:
     from heartbeat import store
 
@@ -633,6 +652,13 @@ def build_parser() -> argparse.ArgumentParser:
     alist.add_argument("--all", action="store_true", help="include ended and expired ones")
     alist.add_argument("--json", action="store_true")
     alist.set_defaults(func=cmd_ack_list)
+    esc = sub.add_parser("escalate", help="escalate a told, still failing server or incident now")
+    eactions = esc.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for what in ("server", "incident"):
+        e = eactions.add_parser(what, help=f"escalate a {what} to HEARTBEAT_NOTIFY_ESCALATION_CHANNELS")
+        e.add_argument("target", metavar="NAME" if what == "server" else "ID")
+        e.add_argument("--by", help="who escalates (default: the login name)")
+        e.set_defaults(func=cmd_escalate)
     inc = sub.add_parser("incidents", help="shared-cause incidents").add_subparsers(dest="action", required=True,
                                                                                       metavar="ACTION")
     ilist = inc.add_parser("list", help="open incidents")

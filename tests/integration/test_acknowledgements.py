@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from integration.test_notifications import Webhook
 from support import add_servers, query
 
 from heartbeat import cli, incidents, notify, store
@@ -156,3 +157,37 @@ def test_should_refuse_bad_acknowledgements_and_parent_loops_changing_nothing(he
     [listed] = json.loads(run("ack", "list", "--json")[1])
     assert (listed["server_name"], listed["acknowledged_by"], listed["active"]) == ("a", "dave", True)
     assert run("incidents", "list")[0] == 0
+
+
+def test_should_escalate_a_told_outage_by_hand_once_from_the_command_line(heartbeat_dsn, heartbeat_env, monkeypatch,
+                                                                          capsys):
+    web = add_servers(heartbeat_dsn, [{"name": "web-01", "host": "10.0.0.1"}])["web-01"]
+    now = datetime.now(UTC)
+    observe(heartbeat_dsn, [web], now - timedelta(minutes=10), ok=True)
+    observe(heartbeat_dsn, [web], now - timedelta(minutes=8), ok=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, _, err = run("escalate", "server", "web-01")
+    assert code == 1 and "no escalation channel: name one in HEARTBEAT_NOTIFY_ESCALATION_CHANNELS" in err
+    with Webhook() as pager:
+        monkeypatch.setenv("AIRFLOW_CONN_HEARTBEAT_WEBHOOK", pager.connection_json())
+        monkeypatch.setenv("HEARTBEAT_NOTIFY_ESCALATION_CHANNELS", "webhook")
+        code, _, err = run("escalate", "server", "web-01")
+        assert code == 1 and "server web-01 has no outage that was told and still holds" in err
+        send(heartbeat_dsn, now - timedelta(minutes=6), Recorder("oncall"))  # told on the on-call channel
+        with store.connect(heartbeat_dsn) as conn:  # someone is on it; escalating by hand is still allowed
+            store.acknowledge(conn, server_name="web-01", by="erin", reason="on it", as_of=now - timedelta(minutes=5))
+        code, out, _ = run("escalate", "server", "web-01", "--by", "frank")
+        assert code == 0 and out.strip() == ("escalated server web-01: 1 sent, 0 already escalated, 0 failed on 1 "
+                                             "escalation channels")
+        assert run("escalate", "server", "web-01")[1].startswith("escalated server web-01: 0 sent, 1 already")
+        [escalation] = pager.received
+        assert escalation["kind"] == "escalation" and escalation["title"] == "escalated: web-01 is OFFLINE"
+        assert "escalated by frank" in escalation["text"]
+        assert escalation["dedup_key"] == "airflow-ssh-heartbeat/server/web-01"
+        code, _, err = run("escalate", "incident", "7")
+        assert code == 1 and "incident 7 has no outage that was told" in err

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from integration.test_notifications import Webhook
 from support import add_servers
 
 from heartbeat import cycle, store
@@ -44,6 +45,7 @@ class FleetSite:
     dsn: str
     passwords: dict[str, str]
     server_ids: dict[str, int]
+    pager: Webhook  # the api-server's escalation channel (webhook)
 
     def token(self, user: str = "viewer") -> str:
         request = urllib.request.Request(  # noqa: S310 (the api-server on 127.0.0.1)
@@ -104,6 +106,7 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
                  "editor": secrets.token_urlsafe(12)}
     password_file = home / "passwords.json"
     password_file.write_text(json.dumps(passwords))
+    pager = Webhook()
     db_json = postgres_connection_json(postgres.host, postgres.port, "heartbeat_ui")
     ssh_json = ssh_connection_json("root", client_key.private_path)
     env = airflow_environment(
@@ -111,7 +114,9 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
         heartbeat_db_json=db_json, ssh_conn_json=ssh_json, api_port=free_port(),
         extra={"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,editor:user",
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
-               "HEARTBEAT_OFFLINE_AFTER_S": OFFLINE_AFTER_S},
+               "HEARTBEAT_OFFLINE_AFTER_S": OFFLINE_AFTER_S,
+               "AIRFLOW_CONN_HEARTBEAT_WEBHOOK": pager.connection_json(),
+               "HEARTBEAT_NOTIFY_ESCALATION_CHANNELS": "webhook"},
     )
     migrate_metadata(env)
     with store.connect(dsn) as conn:
@@ -125,7 +130,7 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
         {"name": "db-01", "host": "127.0.0.1", "port": refused_port()},
         {"name": "batch-01", "host": "127.0.0.1", "port": refused_port()},
     ])
-    with AirflowProcesses(env, Path(home) / "logs", components=("api-server",)) as airflow:
+    with pager, AirflowProcesses(env, Path(home) / "logs", components=("api-server",)) as airflow:
         with store.connect(dsn) as conn:
             now = conn.execute("SELECT now() AS now").fetchone()["now"]
             add_history(conn, now, ids)
@@ -136,7 +141,7 @@ def fleet_site(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServe
                          (ids["batch-01"], now - timedelta(hours=1), now + timedelta(hours=2)))
             conn.commit()
         run_cycle(dsn, db_json, ssh_json)
-        yield FleetSite(url=airflow.api_url, dsn=dsn, passwords=passwords, server_ids=ids)
+        yield FleetSite(url=airflow.api_url, dsn=dsn, passwords=passwords, server_ids=ids, pager=pager)
 
 
 def run_cycle(dsn: str, db_json: str, ssh_json: str) -> None:

@@ -214,4 +214,21 @@ def test_should_let_an_editor_acknowledge_from_the_page_and_refuse_a_viewer(flee
         browser.navigate(fleet_site.url + "/heartbeat/")
         browser.wait_for("document.querySelector('tr[data-server=\"db-01\"] .tag.acknowledged') !== null",
                          what="the tag in the list")
+
+        # Escalating by hand: db-01's outage was told (on some channel); the page's escalation
+        # channel is a webhook receiver on 127.0.0.1 given to the api-server.
+        query(fleet_site.dsn, "INSERT INTO notification_log (subject, channel, kind, server_id, event_id, state, "
+                              "first_tried_at, last_tried_at, sent_at) SELECT 'status_event:' || id, 'oncall', "
+                              "'offline', server_id, id, 'sent', now(), now(), now() FROM status_events "
+                              "WHERE server_id = %s ORDER BY at DESC LIMIT 1 RETURNING id",
+              (fleet_site.server_ids["db-01"],))
+        for user, answer in (("viewer", "Not escalated: Forbidden"), ("editor", "Escalated db-01: sent on 1 of 1")):
+            browser.set_cookie("_token", fleet_site.token(user), fleet_site.url + "/")
+            browser.navigate(fleet_site.url + "/heartbeat/#server=db-01")
+            browser.wait_for("!document.getElementById('escalate-server-button').hidden", what="the escalate button")
+            browser.evaluate("document.getElementById('escalate-server-button').click()")
+            browser.wait_for("!document.getElementById('ack-message').hidden", what="the escalation's answer")
+            assert answer in browser.evaluate("document.getElementById('ack-message').textContent")
+        [escalation] = fleet_site.pager.received
+        assert escalation["kind"] == "escalation" and "escalated by editor" in escalation["text"]
         assert browser.exceptions == [], browser.exceptions

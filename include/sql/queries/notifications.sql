@@ -186,7 +186,8 @@ ORDER BY o.started_at, o.id;
 -- name: ongoing_outages
 -- Outages told (on some channel) that still hold at %(as_of)s with nobody on them: a server whose
 -- latest status change is the OFFLINE that was told, not acknowledged and not in maintenance; an
--- incident still open and not acknowledged. Repeats and escalations are decided from these.
+-- incident still open and not acknowledged (acknowledged ones too with %(include_acknowledged)s,
+-- for an escalation asked for by hand). Repeats and escalations are decided from these.
 WITH told AS (
     SELECT DISTINCT n.subject, n.kind, n.server_id, n.event_id, n.incident_id
     FROM notification_log n
@@ -203,16 +204,16 @@ WHERE CASE WHEN t.kind = 'offline' THEN
           s.enabled
           AND (SELECT x.id FROM status_events x WHERE x.server_id = t.server_id AND x.at <= %(as_of)s
                ORDER BY x.at DESC, x.id DESC LIMIT 1) = t.event_id
-          AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.server_id = t.server_id
+          AND (%(include_acknowledged)s OR NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.server_id = t.server_id
                           AND a.created_at <= %(as_of)s AND a.ended_at IS NULL
-                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s))
+                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s)))
           AND NOT EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.server_id = t.server_id
                           AND %(as_of)s >= w.starts_at AND %(as_of)s < w.ends_at)
       ELSE
           i.closed_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.incident_id = t.incident_id
+          AND (%(include_acknowledged)s OR NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.incident_id = t.incident_id
                           AND a.created_at <= %(as_of)s AND a.ended_at IS NULL
-                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s))
+                          AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s)))
       END
 ORDER BY since, t.subject;
 

@@ -63,5 +63,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heartbeat_inputs') THEN
         GRANT SELECT ON incidents, server_status_decided TO heartbeat_inputs;
         GRANT SELECT, INSERT ON acknowledgements TO heartbeat_inputs;
+        -- An escalation by hand is sent and recorded in the ledger by the page's process.
+        GRANT SELECT, INSERT, UPDATE ON notification_log TO heartbeat_inputs;
     END IF;
 END $$;

@@ -35,7 +35,7 @@ from heartbeat.notify.channels import (
     NotifierChannel,
     configured_channels,
 )
-from heartbeat.notify.delivery import deliver, due_notifications, notify_changes, run
+from heartbeat.notify.delivery import EscalationError, deliver, due_notifications, escalate_now, notify_changes, run
 from heartbeat.notify.messages import (
     HOST_KEY_CHANGED,
     MONITOR,
@@ -51,8 +51,28 @@ from heartbeat.notify.messages import (
 )
 
 __all__ = [
-    "CONTEXT_KEY", "HOST_KEY_CHANGED", "MONITOR", "MONITOR_STALLED", "OFFLINE", "PATH_DOWN", "RECOVERED",
-    "Channel", "HeartbeatEmailNotifier", "HeartbeatWebhookNotifier", "Notification", "NotifierChannel",
-    "NotifySettings", "configured_channels", "deliver", "due_notifications", "host_key_notification",
-    "notify_changes", "run", "site_notification", "stall_notification", "status_change_notification",
+    "CONTEXT_KEY",
+    "HOST_KEY_CHANGED",
+    "MONITOR",
+    "MONITOR_STALLED",
+    "OFFLINE",
+    "PATH_DOWN",
+    "RECOVERED",
+    "Channel",
+    "EscalationError",
+    "HeartbeatEmailNotifier",
+    "HeartbeatWebhookNotifier",
+    "Notification",
+    "NotifierChannel",
+    "NotifySettings",
+    "configured_channels",
+    "deliver",
+    "due_notifications",
+    "escalate_now",
+    "host_key_notification",
+    "notify_changes",
+    "run",
+    "site_notification",
+    "stall_notification",
+    "status_change_notification",
 ]

@@ -99,6 +99,37 @@ def reminders_due(
     return due
 
 
+class EscalationError(ValueError):
+    """An escalation asked for by hand that cannot be made; nothing was sent."""
+
+
+def escalate_now(
+    conn: Connection, channels: Sequence[Channel], settings: NotifySettings, as_of: datetime, *, by: str,
+    server_name: str | None = None, incident_id: int | None = None,
+) -> dict[str, int]:
+    """Escalate one outage now, by hand: its escalation goes to every escalation channel through
+    the ledger (once per channel, as the automatic one; a later automatic escalation finds it
+    sent). The outage must have been told already and still hold; an acknowledged one may be
+    escalated too."""
+    names = settings.escalation_channel_names
+    targets = [c for c in channels if c.name in names]
+    if not targets:
+        raise EscalationError("no escalation channel: name one in HEARTBEAT_NOTIFY_ESCALATION_CHANNELS "
+                              f"(configured channels: {', '.join(c.name for c in channels) or 'none'})")
+    outages, ledger = store.ongoing_outages(conn, as_of, include_acknowledged=True)
+    what = f"server {server_name}" if server_name is not None else f"incident {incident_id}"
+    match = [o for o in outages if (server_name is not None and o.kind == "offline" and o.server_name == server_name)
+             or (incident_id is not None and o.incident_id == incident_id)]
+    if not match:
+        raise EscalationError(f"{what} has no outage that was told and still holds: nothing to escalate "
+                              "(see `heartbeat incidents list` and `heartbeat status`)")
+    outage = match[0]
+    repeats = sum(1 for r in ledger if r.outage == outage.subject and r.kind == REPEAT and r.state == "sent")
+    notification = escalation_notification(outage, repeats, as_of, by=by)
+    counts: Counter[str] = Counter(deliver(conn, channel, notification, settings, as_of) for channel in targets)
+    return {"channels": len(targets), **{k: counts[k] for k in ("sent", "failed", "skipped")}}
+
+
 def deliver(
     conn: Connection, channel: Channel, notification: Notification, settings: NotifySettings, as_of: datetime,
 ) -> str:

@@ -192,13 +192,16 @@ def repeat_notification(outage: OngoingOutage, number: int, as_of: datetime) -> 
         f"Acknowledge to stop reminders: {ack}", as_of, repeat=number)
 
 
-def escalation_notification(outage: OngoingOutage, repeats: int, as_of: datetime) -> Notification:
-    """An outage still unacknowledged after ``repeats`` reminders, for the escalation channels."""
+def escalation_notification(outage: OngoingOutage, repeats: int, as_of: datetime,
+                            by: str | None = None) -> Notification:
+    """An outage still unacknowledged after ``repeats`` reminders, for the escalation channels;
+    ``by``: escalated by hand, by this person."""
     title, ack = _outage_title(outage)
+    why = (f"escalated by {by}" if by else f"told {repeats + 1} times and not acknowledged")
     return _outage_notification(
         outage, ESCALATION, f"{outage.subject}:escalation", f"escalated: {title}",
-        f"Escalated: failing since {_when(outage.since)}, told {repeats + 1} times and not acknowledged: "
-        f"{title}. Acknowledge: {ack}", as_of, repeats=repeats)
+        f"Escalated: failing since {_when(outage.since)}, {why}: {title}. Acknowledge: {ack}", as_of,
+        repeats=repeats, escalated_by=by)
 
 
 def site_notification(stall: SiteStallDue) -> Notification:

@@ -189,10 +189,14 @@ def path_outages_due(
         return records(PathOutageDue, conn.execute(sql.query("path_outage_candidates"), params))
 
 
-def ongoing_outages(conn: Connection, as_of: datetime) -> tuple[list[OngoingOutage], list[LedgerRow]]:
-    """Outages told that still hold with nobody on them at ``as_of``, and their ledger rows."""
+def ongoing_outages(
+    conn: Connection, as_of: datetime, include_acknowledged: bool = False,
+) -> tuple[list[OngoingOutage], list[LedgerRow]]:
+    """Outages told that still hold with nobody on them at ``as_of`` (``include_acknowledged``:
+    acknowledged ones too), and their ledger rows."""
     with conn.transaction():
-        outages = records(OngoingOutage, conn.execute(sql.query("ongoing_outages"), {"as_of": as_of}))
+        outages = records(OngoingOutage, conn.execute(sql.query("ongoing_outages"),
+                                                      {"as_of": as_of, "include_acknowledged": include_acknowledged}))
         rows = records(LedgerRow, conn.execute(sql.query("outage_ledger"),
                                                {"subjects": [o.subject for o in outages]})) if outages else []
     return outages, rows

@@ -228,6 +228,18 @@ class AcknowledgementRequest(BaseModel):
     expires_in_minutes: float | None = Field(None, description="expiry; none: until it recovers (or closes)")
 
 
+class EscalationRequest(BaseModel):
+    server: str | None = Field(None, max_length=128, description="a server whose outage was told")
+    incident_id: int | None = Field(None, description="an open incident that was told")
+
+
+class EscalationSent(BaseModel):
+    channels: int = Field(description="escalation channels (HEARTBEAT_NOTIFY_ESCALATION_CHANNELS)")
+    sent: int
+    skipped: int = Field(description="channels that had it already")
+    failed: int
+
+
 class AcknowledgementCreated(BaseModel):
     id: int
     acknowledged_by: str
@@ -459,5 +471,29 @@ def create_app(database: Database | None = None) -> FastAPI:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
         conn.commit()  # the request's connection is closed, not committed, after the response
         return AcknowledgementCreated(id=ack_id, acknowledged_by=by, expires_at=expires_at)
+
+    @app.post("/api/escalations", response_model=EscalationSent, tags=["incidents"],
+              responses={400: {"description": "nothing to escalate, or no escalation channel"},
+                         403: {"description": "no edit rights on the ssh_heartbeat DAG"}})
+    def escalate(user: User, conn: Conn, body: EscalationRequest) -> EscalationSent:
+        """Escalate a server's or an incident's outage now to the escalation channels, as the
+        logged-in user (once per channel, through the ledger). Needs edit rights on the
+        ``ssh_heartbeat`` DAG, and the channels' connections on the api-server."""
+        from heartbeat import notify
+        from heartbeat.config import settings_from_env
+
+        require_edit_rights(user)
+        if (body.server is None) == (body.incident_id is None):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "escalate either a server or an incident")
+        settings = settings_from_env().notify
+        as_of = store.fleet_summary(conn).as_of
+        try:
+            counts = notify.escalate_now(conn, notify.configured_channels(settings), settings, as_of,
+                                         by=str(user.get_name()), server_name=body.server,
+                                         incident_id=body.incident_id)
+        except notify.EscalationError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        conn.commit()
+        return EscalationSent(**counts)
 
     return app

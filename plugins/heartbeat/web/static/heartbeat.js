@@ -193,6 +193,8 @@
       i.acknowledged_by
         ? el("span", { class: "tag acknowledged", text: `acknowledged by ${i.acknowledged_by}` })
         : el("button", { type: "button", "data-ack-incident": String(i.id), text: "Acknowledge…" }),
+      " ",
+      el("button", { type: "button", "data-escalate-incident": String(i.id), text: "Escalate now" }),
       el("div", { class: "members", text: i.member_names.slice(0, 30).join(", ") +
         (i.member_names.length > 30 ? ` and ${i.member_names.length - 30} more` : "") }))));
   }
@@ -236,6 +238,23 @@
       ackMessage(`Not acknowledged: ${detail}.`, true);
     } else {
       ackMessage(`Not acknowledged: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`, true);
+    }
+  }
+
+  async function escalate(target, label) {
+    $("ack-message").hidden = true;
+    const response = await fetch("api/escalations", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(target) });
+    let body = {};
+    try { body = await response.json(); } catch (e) { /* not JSON */ }
+    if (response.ok) {
+      ackMessage(`Escalated ${label}: sent on ${body.sent} of ${body.channels} escalation channels` +
+        (body.skipped ? ` (${body.skipped} had it already)` : "") + (body.failed ? `, ${body.failed} failed` : "") + ".",
+        Boolean(body.failed));
+    } else {
+      const detail = body.detail || `HTTP ${response.status}`;
+      ackMessage(`Not escalated: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`, true);
     }
   }
 
@@ -389,6 +408,7 @@
       s.acknowledged_by ? `Acknowledged by ${s.acknowledged_by}.` : ""].filter(Boolean).join(" ");
     $("server-ack-text").textContent = ackText;
     $("ack-server-button").hidden = s.status !== "OFFLINE" || Boolean(s.acknowledged_by);
+    $("escalate-server-button").hidden = s.status !== "OFFLINE";
 
     const p = d.latency_1h;
     const facts = [
@@ -549,9 +569,12 @@
   $("ack-form").addEventListener("submit", submitAck);
   $("ack-cancel").addEventListener("click", closeAck);
   $("ack-server-button").addEventListener("click", () => openAck({ server: state.server }, state.server));
+  $("escalate-server-button").addEventListener("click", () => escalate({ server: state.server }, state.server));
   $("incident-list").addEventListener("click", (e) => {
     const button = e.target.closest("button[data-ack-incident]");
     if (button) openAck({ incident_id: Number(button.dataset.ackIncident) }, `incident #${button.dataset.ackIncident}`);
+    const up = e.target.closest("button[data-escalate-incident]");
+    if (up) escalate({ incident_id: Number(up.dataset.escalateIncident) }, `incident #${up.dataset.escalateIncident}`);
   });
 
   readHash();
