@@ -254,3 +254,19 @@ def test_should_retry_a_refusing_pagerduty_through_the_ledger(heartbeat_dsn, ser
     assert send(heartbeat_dsn, s(121))["failed"] == 1  # the receiver's 200 {} is no Events API answer
     [row] = query(heartbeat_dsn, "SELECT state, attempts FROM notification_log")
     assert row == {"state": "failed", "attempts": 1}
+
+
+def test_should_say_what_to_install_when_a_channel_has_a_connection_but_no_provider(monkeypatch):
+    """A deployment that defines ``heartbeat_slack`` without the Slack provider: the channel stays
+    (the ledger keeps the notification for the next try) and every send says what to install. The
+    provider is installed here, so the table names a package that is not."""
+    from heartbeat.notify import channels
+
+    monkeypatch.setenv("AIRFLOW_CONN_HEARTBEAT_SLACK", "slackwebhook://:T000%2FB000%2FXXXX@127.0.0.1")
+    monkeypatch.setitem(channels.CHANNEL_PROVIDERS, "slack", "apache-airflow-providers-not-installed-here")
+    assert channels.provider_installed("pagerduty")
+    assert not channels.provider_installed("slack")
+    [slack] = [c for c in channels.configured_channels(notify.NotifySettings()) if c.name == "slack"]
+    with pytest.raises(RuntimeError, match=r"heartbeat_slack.*not installed.*airflow-ssh-heartbeat\[slack\]"):
+        slack.send(notify.Notification(kind="recovered", subject="web-1", title="t", text="x",
+                                       at=datetime(2026, 12, 5, tzinfo=UTC)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import json
 import logging
 import urllib.request
@@ -135,6 +136,45 @@ class NotifierChannel:
         self.notifier.notify(cast("Context", {CONTEXT_KEY: notification.to_json()}))
 
 
+# The provider each on-call channel sends through: not a dependency of the package (a deployment
+# picks its channels), so a channel whose connection exists but whose provider is absent fails
+# each send saying what to install, and the ledger keeps the notification for the next try.
+CHANNEL_PROVIDERS = {
+    "slack": "apache-airflow-providers-slack",
+    "pagerduty": "apache-airflow-providers-pagerduty",
+    "opsgenie": "apache-airflow-providers-opsgenie",
+    "apprise": "apache-airflow-providers-apprise",
+}
+
+
+class MissingProviderNotifier(BaseNotifier):
+    """Stands for a channel whose provider is not installed: every send fails with what to install."""
+
+    def __init__(self, channel: str, conn_id: str) -> None:
+        super().__init__()
+        self.channel, self.conn_id = channel, conn_id
+
+    def notify(self, context: Context) -> None:
+        raise RuntimeError(missing_provider_message(self.channel, self.conn_id))
+
+
+def missing_provider_message(channel: str, conn_id: str) -> str:
+    package = CHANNEL_PROVIDERS[channel]
+    return (f"notification channel {channel}: the Airflow connection {conn_id!r} is defined but {package} "
+            f"is not installed; install it (pip install 'airflow-ssh-heartbeat[{channel}]')")
+
+
+def provider_installed(channel: str) -> bool:
+    package = CHANNEL_PROVIDERS.get(channel)
+    if package is None:
+        return True
+    module = "airflow.providers." + package.removeprefix("apache-airflow-providers-").replace("-", ".")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # airflow.providers itself absent
+        return False
+
+
 def configured_channels(settings: NotifySettings) -> list[Channel]:
     """The channels whose Airflow connection is defined: e-mail, webhook, Slack, PagerDuty,
     Opsgenie, Apprise."""
@@ -156,5 +196,8 @@ def configured_channels(settings: NotifySettings) -> list[Channel]:
         except connections.ConnectionNotFound:
             log.debug("notification channel %s is off: no Airflow connection %r", name, conn_id)
             continue
+        if not provider_installed(name):
+            log.error("%s", missing_provider_message(name, conn_id))
+            notifier = MissingProviderNotifier(name, conn_id)
         channels.append(NotifierChannel(name, notifier))
     return channels
