@@ -69,6 +69,7 @@ def site_summary(dsn: str) -> tuple[object, list[str]]:
     if last is None:
         return "waiting", [f"{stamp}  waiting for the first cycle (the workers are starting)"]
     lines = [f"{stamp}  cycle finished {last['finished_at'].astimezone():%H:%M:%S}"]
+    state: list[object] = [last["cycle_id"]]
     for site in sites:
         counts = Counter(r["status"] or "not decided" for r in rows if r["site"] == site["site"])
         age = site["last_attempt_age_s"]
@@ -77,8 +78,8 @@ def site_summary(dsn: str) -> tuple[object, list[str]]:
                      f" {probe}; {site['health']}")
         reasons = {r["reason"] for r in rows if r["site"] == site["site"] and r["status"] == "STALE"}
         lines += [f"                     STALE: {reason}" for reason in sorted(reasons)]
-    key = (last["cycle_id"], tuple(lines[1:]))
-    return key, lines
+        state.append((site["site"], tuple(sorted(counts.items())), site["health"]))
+    return tuple(state), lines
 
 
 def run(options: argparse.Namespace, stack: contextlib.ExitStack) -> None:
