@@ -992,6 +992,11 @@ def verdicts(result: dict[str, Any], settings: Settings) -> list[str]:
         if big.vs_baseline is not None:
             lines.append(f">= 8x the baseline's logins/s: {'yes' if big.vs_baseline >= 8 else 'NO'} "
                          f"({big.vs_baseline:.1f}x)")
+    for row in rows:
+        if "CeleryExecutor" in row.scenario:
+            lines.append(f"{row.scenario.removeprefix('Airflow: real scheduler, ')}: {row.n:,} servers within one "
+                         f"30-s cycle: {'yes' if row.wall_s <= 30 else 'NO'} ({row.wall_s:.1f} s, {row.ok} ok); "
+                         f"{row.notes or 'no LocalExecutor row of that size to compare with'}")
     silent = [r for r in rows if "silent" in r.scenario]
     if silent:
         limit = settings.probe_timeout_s + SILENT_MARGIN_S
