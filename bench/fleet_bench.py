@@ -560,6 +560,11 @@ def measure_cycle(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, run: dict[
     )
 
 
+def local_executor(cycle: Cycle) -> float:
+    """The CPU of the LocalExecutor workers, which are inside the scheduler's tree (Celery workers are not)."""
+    return max(0.0, cycle.parts.get("executor", 0.0) - cycle.parts.get("celery", 0.0))
+
+
 def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Sequence[Phase], deadline: float,
                seen: set[str], pair: Callable[[int], None] | None = None) -> list[Cycle]:
     """Follow the scheduled runs, switching the enabled inventory from phase to phase; a run is
@@ -601,7 +606,7 @@ def run_phases(airflow: Airflow, hb_dsn: str, sampler: CpuSampler, phases: Seque
                   f"{cycle.shard_cpu_s - cycle.login_cpu_s:.1f}; heartbeat DB "
                   f"{cycle.monitor_cpu_s - cycle.parts.get('executor', 0):.1f}), Airflow's own "
                   f"{cycle.airflow_own_cpu_s:.1f} s (scheduler "
-                  f"{cycle.parts.get('scheduler', 0) - cycle.parts.get('executor', 0):.1f}, api "
+                  f"{cycle.parts.get('scheduler', 0) - local_executor(cycle):.1f}, api "
                   f"{cycle.parts.get('api', 0):.1f}, dag-processor {cycle.parts.get('dag-processor', 0):.1f}, "
                   f"metadata DB {cycle.parts.get('postgres-airflow', 0):.1f}), all-in "
                   f"{cycle.all_in_ms_per_server:4.2f} ms/server, "
