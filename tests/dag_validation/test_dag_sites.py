@@ -3,6 +3,7 @@ site's Celery queue, all of them before the status step (which runs whatever the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,31 +14,36 @@ import pytest
 pytestmark = pytest.mark.dag_validation
 
 REPO = Path(__file__).resolve().parents[2]
+# Parses the DAG file once per HEARTBEAT_SITES value given as arguments, in one fresh interpreter
+# (the factory reads the setting each time the file is parsed).
 SHOW = (
-    "import json, os\n"
+    "import json, os, sys\n"
     "from airflow.dag_processing.dagbag import DagBag\n"
-    f"bag = DagBag(dag_folder={str(REPO / 'dags' / 'ssh_heartbeat.py')!r})\n"
-    "dag = bag.dags.get('ssh_heartbeat')\n"
-    "print(json.dumps({'errors': [str(e) for e in bag.import_errors.values()], 'tasks': dag and {\n"
-    "    t.task_id: {'queue': t.queue, 'upstream': sorted(t.upstream_task_ids)} for t in dag.tasks}}))\n"
+    "for sites in sys.argv[1:]:\n"
+    "    os.environ['HEARTBEAT_SITES'] = sites\n"
+    f"    bag = DagBag(dag_folder={str(REPO / 'dags' / 'ssh_heartbeat.py')!r})\n"
+    "    dag = bag.dags.get('ssh_heartbeat')\n"
+    "    print(json.dumps({'errors': [str(e) for e in bag.import_errors.values()], 'tasks': dag and {\n"
+    "        t.task_id: {'queue': t.queue, 'upstream': sorted(t.upstream_task_ids)} for t in dag.tasks}}))\n"
 )
 
 
-def parse_dag(tmp_path: Path, sites: str) -> dict:
-    """Parse the DAG file in a fresh interpreter with ``HEARTBEAT_SITES=sites`` (read at parse time)."""
-    import json
-
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The DAG parsed with two sites, and with a site name a queue cannot hold."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "HEARTBEAT_"))}
-    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "HEARTBEAT_SITES": sites})
-    proc = subprocess.run([sys.executable, "-c", SHOW], env=env, capture_output=True, text=True, timeout=120)
+    env.update({"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow_home")), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    runs = ("default,dc-b", "dc-b,DC B")
+    proc = subprocess.run([sys.executable, "-c", SHOW, *runs], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return dict(zip(runs, (json.loads(line) for line in lines), strict=True))
 
 
-def test_should_send_each_site_s_probes_to_its_own_queue(tmp_path: Path):
-    parsed = parse_dag(tmp_path, "default,dc-b")
-    assert parsed["errors"] == []
-    tasks = parsed["tasks"]
+def test_should_send_each_site_s_probes_to_its_own_queue(parsed: dict[str, dict]):
+    got = parsed["default,dc-b"]
+    assert got["errors"] == []
+    tasks = got["tasks"]
     assert set(tasks) == {"load_inventory", "probe_shard", "load_inventory_dc-b", "probe_shard_dc-b",
                           "materialise_and_notify"}
     assert tasks["probe_shard"] == {"queue": "heartbeat-default", "upstream": ["load_inventory"]}
@@ -46,7 +52,7 @@ def test_should_send_each_site_s_probes_to_its_own_queue(tmp_path: Path):
     assert tasks["load_inventory_dc-b"]["queue"] == tasks["materialise_and_notify"]["queue"] == "default"
 
 
-def test_should_not_parse_with_a_site_a_queue_cannot_name(tmp_path: Path):
-    parsed = parse_dag(tmp_path, "dc-b,DC B")
-    assert parsed["tasks"] is None
-    assert any("HEARTBEAT_SITES" in e and "'DC B' must be" in e for e in parsed["errors"]), parsed
+def test_should_not_parse_with_a_site_a_queue_cannot_name(parsed: dict[str, dict]):
+    got = parsed["dc-b,DC B"]
+    assert got["tasks"] is None
+    assert any("HEARTBEAT_SITES" in e and "'DC B' must be" in e for e in got["errors"]), got
