@@ -235,7 +235,7 @@ def test_should_record_the_cause_on_every_server_behind_a_stopped_bastion_and_no
         def send(self, notification: notify.Notification) -> None:
             sent.append(notification)
 
-    settings = notify.NotifySettings(notify_after_s=30)
+    settings = notify.NotifySettings(notify_after_s=30, repeat_after_s=60)
     run_cycle("c1", T0)
     lab.bastion.stop()
     try:
@@ -262,6 +262,18 @@ def test_should_record_the_cause_on_every_server_behind_a_stopped_bastion_and_no
         lab.bastion.start()
     run_cycle("e1", T0 + timedelta(seconds=150))
     assert all(r["last_ok"] for r in latest(heartbeat_dsn).values())
+    with store.connect(heartbeat_dsn) as conn:
+        counts = notify.notify_changes(conn, [Recorder()], settings, T0 + timedelta(seconds=155))
+        again = notify.notify_changes(conn, [Recorder()], settings, T0 + timedelta(seconds=180))
+    run_cycle("e2", T0 + timedelta(seconds=210))
+    with store.connect(heartbeat_dsn) as conn:  # a reminder of the path outage would be due by now
+        later = notify.notify_changes(conn, [Recorder()], settings, T0 + timedelta(seconds=240))
+    # "restored", once; no server told one by one, and no reminder of an outage that is over
+    assert (counts["sent"], again["sent"], later["sent"]) == (1, 0, 0), [(n.kind, n.subject, n.title) for n in sent]
+    restored = sent[-1]
+    assert (restored.kind, restored.server_name, restored.resolves) == ("incident_resolved", "bastion", True)
+    assert restored.dedup_key == page.dedup_key
+    assert "4 servers behind it" in restored.title
     [outage] = query(heartbeat_dsn, "SELECT bastion_id, started_at, ended_at FROM path_outages")
     assert (outage["bastion_id"], outage["started_at"], outage["ended_at"]) == (
         ids["bastion"], T0 + timedelta(seconds=30), T0 + timedelta(seconds=150))

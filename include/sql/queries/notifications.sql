@@ -153,15 +153,16 @@ WHERE i.opened_at <= %(as_of)s
 ORDER BY coalesce(i.closed_at, i.opened_at), i.id;
 
 -- name: path_outage_candidates
--- Open outages of a bastion hop, held %(notify_after_s)s, not yet told on this channel (left for
--- later while the bastion is in a maintenance window), with the servers behind the bastion (its
--- enabled servers and theirs, up to the inventory's three hops).
+-- Outages of a bastion hop to tell on one channel: an open one once it has held
+-- %(notify_after_s)s, not yet told (left for later while the bastion is in a maintenance window);
+-- an ended one ("restored") once, when its opening was sent on this channel. With the servers
+-- behind the bastion (its enabled servers and theirs, up to the inventory's three hops).
 WITH RECURSIVE behind AS (
     SELECT o.id AS outage_id, s.id AS server_id, s.name, 1 AS depth
     FROM path_outages o
     JOIN servers b ON b.id = o.bastion_id
     JOIN servers s ON s.via = b.name
-    WHERE o.ended_at IS NULL
+    WHERE o.ended_at IS NULL OR o.ended_at > %(as_of)s::timestamptz - interval '1 day'
     UNION ALL
     SELECT bh.outage_id, s.id, s.name, bh.depth + 1
     FROM behind bh JOIN servers s ON s.via = bh.name
@@ -169,19 +170,29 @@ WITH RECURSIVE behind AS (
 )
 SELECT o.id AS outage_id, b.id AS bastion_id, b.name AS bastion_name, b.host, b.port, o.started_at AS at,
        o.cause, (SELECT count(DISTINCT bh.server_id) FROM behind bh JOIN servers s ON s.id = bh.server_id
-                 WHERE bh.outage_id = o.id AND s.enabled) AS servers_behind
+                 WHERE bh.outage_id = o.id AND s.enabled) AS servers_behind,
+       CASE WHEN o.ended_at IS NULL OR o.ended_at > %(as_of)s THEN NULL ELSE o.ended_at END AS ended_at
 FROM path_outages o
 JOIN servers b ON b.id = o.bastion_id
-WHERE o.ended_at IS NULL
-  AND extract(epoch FROM %(as_of)s::timestamptz - o.started_at) >= %(notify_after_s)s
-  AND NOT EXISTS (
-      SELECT 1 FROM maintenance_windows m
-      WHERE m.server_id = o.bastion_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
-  AND NOT EXISTS (
-      SELECT 1 FROM notification_log n
-      WHERE n.subject = 'path_down:' || o.id AND n.channel = %(channel)s
-        AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
-ORDER BY o.started_at, o.id;
+WHERE o.started_at <= %(as_of)s
+  AND (
+      (o.ended_at IS NULL OR o.ended_at > %(as_of)s)
+      AND extract(epoch FROM %(as_of)s::timestamptz - o.started_at) >= %(notify_after_s)s
+      AND NOT EXISTS (
+          SELECT 1 FROM maintenance_windows m
+          WHERE m.server_id = o.bastion_id AND %(as_of)s >= m.starts_at AND %(as_of)s < m.ends_at)
+      AND NOT EXISTS (
+          SELECT 1 FROM notification_log n
+          WHERE n.subject = 'path_down:' || o.id AND n.channel = %(channel)s
+            AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+    OR
+      o.ended_at <= %(as_of)s
+      AND EXISTS (SELECT 1 FROM notification_log n WHERE n.subject = 'path_down:' || o.id
+                  AND n.channel = %(channel)s AND n.state = 'sent')
+      AND NOT EXISTS (SELECT 1 FROM notification_log n WHERE n.subject = 'path_up:' || o.id
+                      AND n.channel = %(channel)s AND (n.state = 'sent' OR n.attempts >= %(max_attempts)s))
+  )
+ORDER BY coalesce(o.ended_at, o.started_at), o.id;
 
 -- name: ongoing_outages
 -- Outages told (on some channel) that still hold at %(as_of)s with nobody on them: a server whose
@@ -210,7 +221,8 @@ WHERE CASE WHEN t.kind = 'offline' THEN
           AND NOT EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.server_id = t.server_id
                           AND %(as_of)s >= w.starts_at AND %(as_of)s < w.ends_at)
       ELSE
-          i.closed_at IS NULL
+          -- an incident; a bastion path's outage (kind incident, no incident row) is not repeated
+          i.id IS NOT NULL AND i.closed_at IS NULL
           AND (%(include_acknowledged)s OR NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.incident_id = t.incident_id
                           AND a.created_at <= %(as_of)s AND a.ended_at IS NULL
                           AND (a.expires_at IS NULL OR a.expires_at > %(as_of)s)))

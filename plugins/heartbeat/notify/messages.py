@@ -101,18 +101,28 @@ def host_key_notification(alert: HostKeyAlertDue) -> Notification:
 
 def path_down_notification(outage: PathOutageDue) -> Notification:
     """One notification for a bastion hop that failed, instead of one per server behind it: an
-    incident whose shared cause is the bastion (ledger kind ``incident``, subject ``path_down:<id>``)."""
+    incident whose shared cause is the bastion (ledger kind ``incident``, subject ``path_down:<id>``);
+    and one when the hop works again (``incident_resolved``, subject ``path_up:<id>``)."""
     servers = f"{outage.servers_behind} server{'' if outage.servers_behind == 1 else 's'}"
+    details = {"host": outage.host, "port": outage.port, "reason": outage.cause, "dimension": "bastion",
+               "group_key": outage.bastion_name, "error_class": PATH_DOWN, "members": outage.servers_behind,
+               "path_outage_id": outage.outage_id}
+    if outage.ended_at is not None:
+        # Same server (the bastion), so the same dedup key: on-call tools close the alert they opened.
+        return Notification(
+            kind=INCIDENT_RESOLVED, subject=f"path_up:{outage.outage_id}",
+            title=f"bastion {outage.bastion_name} works again: {servers} behind it monitored",
+            text=f"the monitor gets through bastion {outage.bastion_name} ({outage.host}:{outage.port}) again "
+                 f"since {_when(outage.ended_at)} (down since {_when(outage.at)}: {outage.cause}). The {servers} "
+                 "behind it are probed again and show their own status.",
+            at=outage.ended_at, server_id=outage.bastion_id, server_name=outage.bastion_name, details=details)
     return Notification(
         kind=INCIDENT, subject=f"path_down:{outage.outage_id}",
         title=f"bastion {outage.bastion_name} unreachable: {servers} behind it not monitored",
         text=f"the monitor cannot get through bastion {outage.bastion_name} ({outage.host}:{outage.port}) since "
              f"{_when(outage.at)}: {outage.cause}. The {servers} behind it are not probed; they show OFFLINE "
              "with this cause and do not page one by one until the bastion works again.",
-        at=outage.at, server_id=outage.bastion_id, server_name=outage.bastion_name,
-        details={"host": outage.host, "port": outage.port, "reason": outage.cause, "dimension": "bastion",
-                 "group_key": outage.bastion_name, "error_class": PATH_DOWN, "members": outage.servers_behind,
-                 "path_outage_id": outage.outage_id},
+        at=outage.at, server_id=outage.bastion_id, server_name=outage.bastion_name, details=details,
     )
 
 

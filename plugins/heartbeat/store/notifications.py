@@ -76,6 +76,7 @@ class PathOutageDue:
     at: datetime
     cause: str
     servers_behind: int
+    ended_at: datetime | None = None  # set: the path works again since then (tell "restored")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def incidents_due(
 def path_outages_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[PathOutageDue]:
-    """Open bastion outages to tell on ``channel`` at ``as_of``, oldest first."""
+    """Bastion outages to tell (down, or restored) on ``channel`` at ``as_of``, oldest first."""
     params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
     with conn.transaction():
         return records(PathOutageDue, conn.execute(sql.query("path_outage_candidates"), params))
