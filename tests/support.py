@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from heartbeat import store
 from heartbeat.inventory import ServerSpec
@@ -50,3 +53,18 @@ def ssh_creds(key: KeyPair, conn_id: str = "heartbeat_ssh") -> dict[str, ClientC
 
 def probe_target(sid: int, host: str, port: int, host_key: str | None = None) -> Server:
     return Server(id=sid, name=f"s{sid}", host=host, port=port, host_key=host_key)
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, context: Callable[[], str]) -> T:
+    """Poll ``probe`` every second until it returns something truthy; fail with ``context()`` otherwise.
+    For tests that watch real processes (the scheduler, workers) reach a state; bounded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{context()}")

@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from support import add_servers, dump, new_heartbeat_database, query
+from support import add_servers, dump, new_heartbeat_database, query, wait_until
 
 from heartbeat_lab import KeyPair, PostgresServer, SilentPeer, SshdFleet, free_port
 from heartbeat_lab.airflow_env import (
@@ -55,7 +54,6 @@ OUTAGE_S = 3 * CYCLE_S
 # asserted about a graceful stop here (the leak check below still holds), so the trees are killed sooner.
 STOP_GRACE_S = 3.0
 
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +107,6 @@ def running(pid: int) -> bool:
         return False
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, context: Callable[[], str]) -> T:
-    """Poll ``probe`` every second until it returns something truthy; fail with ``context()`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{context()}")
 
 
 def statuses(dsn: str) -> dict[str, dict]:

@@ -30,12 +30,11 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypeVar
 
 import pytest
-from support import dump, query
+from support import dump, query, wait_until
 
 from heartbeat_lab import KeyPair
 from heartbeat_lab.airflow_procs import metadata_dsn, wait_for_dag
@@ -55,7 +54,6 @@ SLACK_S = 15
 SITE_A, SITE_B = ("a-1", "a-2"), ("b-1", "b-2")
 MISPLACED = "b-3"  # site B's server, put in site A
 
-T = TypeVar("T")
 
 
 class Webhook:
@@ -120,14 +118,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory, client_key: KeyPair, webhook: 
     print(f"sites lab stopped in {sites.stopped_in_s:.0f} s")
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, context: Callable[[], str]) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{context()}")
 
 
 def statuses(dsn: str) -> dict[str, dict]:

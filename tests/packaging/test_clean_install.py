@@ -23,17 +23,16 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
 import pytest
 from distributions import REPO, build, uv
+from support import wait_until
 
 from heartbeat_lab import KeyPair, PostgresServer, SshdFleet, free_port
 from heartbeat_lab.airflow_env import (
@@ -53,7 +52,6 @@ DAG_ID = "ssh_heartbeat"
 MIGRATE = "run `heartbeat migrate`"
 CYCLE_S = 30
 SLACK_S = 30
-T = TypeVar("T")
 
 
 def run(command: list[str], env: dict[str, str] | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
@@ -226,14 +224,6 @@ def deployment(installed: CleanInstall, tmp_path_factory: pytest.TempPathFactory
             postgres.drop_database(name)
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, context: Callable[[], str]) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{context()}")
 
 
 def rows(dsn: str, text: str, params: tuple = ()) -> list[tuple]:
