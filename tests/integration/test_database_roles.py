@@ -74,3 +74,44 @@ def test_should_let_dashboards_read_and_other_systems_only_raise_inputs(postgres
         conn.commit()
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE servers SET host = '10.6.6.6'")
+
+
+def test_should_let_the_fleet_page_login_acknowledge_and_escalate_and_nothing_more(postgres, heartbeat_dsn):
+    """The api-server's heartbeat_db login in a least-privilege deployment is a member of
+    heartbeat_reader and heartbeat_inputs: the page's acknowledge and escalate actions must work
+    with that and nothing else (the browser test's api-server logs in as the owner)."""
+    from datetime import UTC, datetime, timedelta
+
+    from heartbeat import notify
+    from heartbeat.models import ProbeResult
+
+    login_role(postgres, "page_login", "heartbeat_reader, heartbeat_inputs")
+    web = add_servers(heartbeat_dsn, [{"name": "web-01", "host": "10.0.0.1"}])["web-01"]
+    t0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    with store.connect(heartbeat_dsn) as conn:  # the pipeline's part, as the owner
+        for at, ok in ((t0, True), (t0 + timedelta(seconds=120), False)):
+            store.record_results(conn, f"c{at.timestamp()}", [ProbeResult(
+                server_id=web, server_name="web-01", ok=ok, attempted_at=at, error_class=None if ok else "refused",
+                message="", total_ms=5.0)])
+            store.materialise_status(conn, at, 60.0)
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name, self.sent = name, []
+
+        def send(self, notification) -> None:
+            self.sent.append(notification)
+
+    oncall, pager = Recorder("oncall"), Recorder("pager")
+    settings = notify.NotifySettings(notify_after_s=0, escalation_channels="pager")
+    with store.connect(heartbeat_dsn) as conn:
+        notify.notify_changes(conn, [oncall], settings, t0 + timedelta(seconds=130))
+    assert [n.kind for n in oncall.sent] == ["offline"]
+
+    with store.connect(dsn_as(heartbeat_dsn, "page_login")) as conn:
+        store.acknowledge(conn, server_name="web-01", by="erin", reason="on it", as_of=t0 + timedelta(seconds=140))
+        counts = notify.escalate_now(conn, [oncall, pager], settings, t0 + timedelta(seconds=150), by="frank",
+                                     server_name="web-01")
+        assert counts["sent"] == 1 and [n.kind for n in pager.sent] == ["escalation"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE servers SET host = '10.6.6.6'")
