@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heartbeat import connections, incidents, store
-from heartbeat.config import Settings, SettingsError
+from heartbeat.config import IncidentSettings, Settings, SettingsError
 from heartbeat.inventory import Shard, shard_servers
 from heartbeat.models import CycleSummary, HopResult, ProbeResult, Server
 from heartbeat.sites import unconfigured
@@ -215,8 +215,36 @@ def materialise(
                 "probe tasks' logs); statuses are left as the last complete cycle decided them"
             )
         counts = store.materialise_status(conn, as_of, settings.status_rules)
-        counts.update(incidents.update(conn, as_of, settings.incident, settings.incident.window_s))
+        counts.update(update_incidents(conn, as_of, settings.incident, settings.incident.window_s))
         store.finish_cycle(conn, cycle_id, as_of, as_of, counts, probes)
         counts["pruned"] = store.prune_history(conn, as_of, settings.history_retention_days)
     log.info("cycle %s: %s", cycle_id, counts)
     return counts
+
+
+def update_incidents(
+    conn: store.Connection, as_of: datetime, settings: IncidentSettings, window_s: float,
+) -> dict[str, int]:
+    """The incident step of a cycle, after the statuses are materialised at ``as_of``: close what
+    recovered, group the new failures of the last ``window_s`` seconds (the rule:
+    :func:`heartbeat.incidents.group_failures`), record incidents and members."""
+    with conn.transaction():
+        store.lock_incidents(conn)
+        closed = store.close_recovered_incidents(conn, as_of)
+        failures = store.incident_failures(conn, as_of, window_s)
+        opened = joined = 0
+        if failures:
+            open_causes = store.open_incident_causes(conn)
+            fleet = store.grouping_fleet(conn) if len(failures) >= settings.min_servers else []
+            joining, groups = incidents.group_failures(failures, fleet, settings, open_causes)
+            for cause, members in joining.items():
+                joined += store.add_incident_members(conn, open_causes[cause], members, as_of)
+            for group in groups:
+                incident_id = store.open_incident(conn, group, as_of)
+                joined += store.add_incident_members(conn, incident_id, group.members, as_of)
+                opened += 1
+                log.info("incident %d opened: %s (%d of %d)", incident_id, group.cause, len(group.members),
+                         group.population)
+        ended = store.end_acknowledgements(conn, as_of)
+    return {"incidents_opened": opened, "incident_members_added": joined, "incidents_closed": closed,
+            "acknowledgements_ended": ended}

@@ -19,26 +19,19 @@ matches an open incident joins it. Members keep their statuses (the status rules
 incidents); the notification step tells the incident once instead of each member, and an
 incident closes when none of its members is OFFLINE any more.
 
-:func:`group_failures` is the rule (pure); :func:`update` runs it against the store each cycle.
-A new dimension (a site, a bastion) is one more entry in :data:`DIMENSIONS`.
+:func:`group_failures` is the rule (pure); :func:`heartbeat.cycle.update_incidents` runs it against
+the store each cycle. A new dimension (a site, a bastion) is one more entry in :data:`DIMENSIONS`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from heartbeat.config import IncidentSettings
-
-if TYPE_CHECKING:
-    from heartbeat.store import Connection
-
-log = logging.getLogger(__name__)
 
 CREDENTIAL_CLASSES = frozenset({"auth"})
 ANY_CLASS = "any"  # the error class of a dimension that ignores it (a parent explains every failure)
@@ -226,29 +219,3 @@ def describe(dimension: str, group_key: str, error_class: str, members: int, pop
     title = f"{members} of {population} servers {where} {group_key} {words}"
     return title, f"{members} of {population} servers {where} {group_key} {words} since {when}: one cause, one page."
 
-
-def update(conn: Connection, as_of: datetime, settings: IncidentSettings, window_s: float) -> dict[str, int]:
-    """The incident step of a cycle, after the statuses are materialised at ``as_of``: close what
-    recovered, group the new failures of the last ``window_s`` seconds, record incidents and members."""
-    from heartbeat import store
-
-    with conn.transaction():
-        store.lock_incidents(conn)
-        closed = store.close_recovered_incidents(conn, as_of)
-        failures = store.incident_failures(conn, as_of, window_s)
-        opened = joined = 0
-        if failures:
-            open_causes = store.open_incident_causes(conn)
-            fleet = store.grouping_fleet(conn) if len(failures) >= settings.min_servers else []
-            joining, groups = group_failures(failures, fleet, settings, open_causes)
-            for cause, members in joining.items():
-                joined += store.add_incident_members(conn, open_causes[cause], members, as_of)
-            for group in groups:
-                incident_id = store.open_incident(conn, group, as_of)
-                joined += store.add_incident_members(conn, incident_id, group.members, as_of)
-                opened += 1
-                log.info("incident %d opened: %s (%d of %d)", incident_id, group.cause, len(group.members),
-                         group.population)
-        ended = store.end_acknowledgements(conn, as_of)
-    return {"incidents_opened": opened, "incident_members_added": joined, "incidents_closed": closed,
-            "acknowledgements_ended": ended}

@@ -11,7 +11,7 @@ import pytest
 from integration.test_notifications import Webhook
 from support import add_servers, query
 
-from heartbeat import cli, incidents, notify, store
+from heartbeat import cli, cycle, notify, store
 from heartbeat.config import IncidentSettings, Settings
 from heartbeat.models import ProbeResult
 
@@ -45,7 +45,7 @@ def observe(dsn: str, server_ids: list[int], at: datetime, ok: bool, error_class
     with store.connect(dsn) as conn:
         store.record_results(conn, f"cycle-{at.timestamp()}", results)
         store.materialise_status(conn, at, SETTINGS.offline_after_s)
-        incidents.update(conn, at, IncidentSettings(), window_s=120)
+        cycle.update_incidents(conn, at, IncidentSettings(), window_s=120)
 
 
 def send(dsn: str, at: datetime, *channels: Recorder) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from support import add_servers, query
 
-from heartbeat import incidents, notify, store
+from heartbeat import cycle, notify, store
 from heartbeat.config import IncidentSettings, Settings
 from heartbeat.models import ProbeResult
 
@@ -165,7 +165,7 @@ def observe(dsn: str, server_ids: list[int], at: datetime, ok: bool, error_class
     with store.connect(dsn) as conn:
         store.record_results(conn, f"cycle-{at.timestamp()}", results)
         store.materialise_status(conn, at, SETTINGS.offline_after_s)
-        incidents.update(conn, at, IncidentSettings(), window_s=120)
+        cycle.update_incidents(conn, at, IncidentSettings(), window_s=120)
 
 
 def send(dsn: str, at: datetime, settings: notify.NotifySettings = REMINDING) -> dict[str, int]:

@@ -19,34 +19,17 @@ from airflow.sdk import BaseNotifier
 
 from heartbeat import connections
 from heartbeat.config import NotifySettings
-from heartbeat.notify.messages import MONITOR, Notification
+from heartbeat.notify.messages import CONTEXT_KEY, MONITOR, Notification, payload_from_context
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEY = "heartbeat_notification"
-
-
 class Channel(Protocol):
     name: str
 
     def send(self, notification: Notification) -> None: ...
-
-
-def _payload(context: Context) -> dict[str, Any]:
-    """The notification in ``context``; used as a plain Airflow callback, a summary of the run."""
-    data = cast(dict[str, Any], context)
-    if CONTEXT_KEY in data:
-        return dict(data[CONTEXT_KEY])
-    dag_id = getattr(data.get("dag"), "dag_id", None) or "?"
-    ti = data.get("ti") or data.get("task_instance")
-    state = getattr(ti, "state", None) or getattr(data.get("dag_run"), "state", None) or "changed state"
-    what = f"task {ti.task_id} of DAG {dag_id}" if ti is not None else f"DAG {dag_id}"
-    title = f"Airflow: {what} {state}"
-    return {"monitor": MONITOR, "kind": "airflow_callback", "title": title, "text": title,
-            "run_id": data.get("run_id")}
 
 
 class HeartbeatWebhookNotifier(BaseNotifier):
@@ -87,7 +70,7 @@ class HeartbeatWebhookNotifier(BaseNotifier):
         return urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
 
     def notify(self, context: Context) -> None:
-        request = self.request(_payload(context))
+        request = self.request(payload_from_context(context))
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"webhook answered HTTP {response.status}")
@@ -110,7 +93,7 @@ class HeartbeatEmailNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        payload = _payload(context)
+        payload = payload_from_context(context)
         with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
             to = self.to or (hook.conn.extra_dejson or {}).get("to")
             if not to:

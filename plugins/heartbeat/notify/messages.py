@@ -1,11 +1,12 @@
-"""The texts of notifications: what is said about a status change, a changed host key and a
-stalled monitor. Pure functions of what the store found; nothing here sends or reads."""
+"""The texts of notifications: what is said about a status change, a changed host key, an
+incident, a bastion's or a site's outage and a stalled monitor; and how a channel's notifier finds
+the notification in its context. Pure functions of what the store found; nothing here sends or reads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from heartbeat.incidents import describe
 from heartbeat.sites import queue_name
@@ -19,12 +20,34 @@ from heartbeat.store import (
     StatusChangeDue,
 )
 
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
 MONITOR = "airflow-ssh-heartbeat"
 OFFLINE, RECOVERED, HOST_KEY_CHANGED, MONITOR_STALLED = "offline", "recovered", "host_key_changed", "monitor_stalled"
 INCIDENT, INCIDENT_RESOLVED, REPEAT, ESCALATION = "incident", "incident_resolved", "repeat", "escalation"
 MEMBERS_LISTED = 20  # member names in a notification's text; the rest are counted
 PATH_DOWN = "path_down"
 SITE_STALLED, SITE_RECOVERED = "site_stalled", "site_recovered"
+
+
+# The key under which a channel hands its notifier the notification, in an Airflow context.
+CONTEXT_KEY = "heartbeat_notification"
+
+
+def payload_from_context(context: Context) -> dict[str, Any]:
+    """The notification a channel was given in ``context`` (under :data:`CONTEXT_KEY`); a notifier
+    used as a plain Airflow callback gets a summary of the run instead."""
+    data = cast(dict[str, Any], context)
+    if CONTEXT_KEY in data:
+        return dict(data[CONTEXT_KEY])
+    dag_id = getattr(data.get("dag"), "dag_id", None) or "?"
+    ti = data.get("ti") or data.get("task_instance")
+    state = getattr(ti, "state", None) or getattr(data.get("dag_run"), "state", None) or "changed state"
+    what = f"task {ti.task_id} of DAG {dag_id}" if ti is not None else f"DAG {dag_id}"
+    title = f"Airflow: {what} {state}"
+    return {"monitor": MONITOR, "kind": "airflow_callback", "title": title, "text": title,
+            "run_id": data.get("run_id")}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier
 
 from heartbeat import connections
-from heartbeat.notify.channels import _payload
-from heartbeat.notify.messages import MONITOR
+from heartbeat.notify.messages import MONITOR, payload_from_context
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -71,7 +70,7 @@ class HeartbeatSlackNotifier(BaseNotifier):
         from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
         hook = SlackWebhookHook(slack_webhook_conn_id=self.slack_conn_id, timeout=int(max(1, self.timeout_s)))
-        hook.send(**self.message(_payload(context)))  # raises on any answer but 200 "ok"
+        hook.send(**self.message(payload_from_context(context)))  # raises on any answer but 200 "ok"
 
 
 class HeartbeatPagerdutyNotifier(BaseNotifier):
@@ -118,7 +117,7 @@ class HeartbeatPagerdutyNotifier(BaseNotifier):
         if base_url and "://" not in base_url:
             base_url = f"https://{base_url}"
         client = pagerduty.EventsApiV2Client(routing_key, base_url=base_url)
-        client.send_event(**self.event(_payload(context)))  # raises on any answer but 202
+        client.send_event(**self.event(payload_from_context(context)))  # raises on any answer but 202
 
 
 class HeartbeatOpsgenieNotifier(BaseNotifier):
@@ -149,7 +148,7 @@ class HeartbeatOpsgenieNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         from airflow.providers.opsgenie.hooks.opsgenie import OpsgenieAlertHook
 
-        payload = _payload(context)
+        payload = payload_from_context(context)
         hook = OpsgenieAlertHook(self.opsgenie_conn_id)
         if payload.get("kind") in RESOLVING_KINDS:
             hook.close_alert(identifier=_dedup_key(payload), identifier_type="alias",
@@ -175,7 +174,7 @@ class HeartbeatAppriseNotifier(BaseNotifier):
         import apprise
         from airflow.providers.apprise.hooks.apprise import AppriseHook
 
-        payload = _payload(context)
+        payload = payload_from_context(context)
         hook = AppriseHook(apprise_conn_id=self.apprise_conn_id)
         targets = apprise.Apprise()
         hook.set_config_from_conn(conn=connections.get_connection(self.apprise_conn_id), apprise_obj=targets)
