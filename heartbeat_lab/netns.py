@@ -96,8 +96,10 @@ class Namespace:
         _ip("addr", "add", address, "dev", device, netns=self.name)
 
     def add_route(self, destination: str, via: str) -> None:
-        """Route ``destination`` (a prefix, or ``default``) through the neighbour ``via``."""
+        """Route ``destination`` (a prefix, or ``default``) through the neighbour ``via``; put back
+        by :meth:`LabNetwork.set_link_up` when a link it went through comes back."""
         _ip("route", "replace", destination, "via", via, netns=self.name)
+        self.network._gateway_routes.append((self.name, destination, via))
 
     def listens(self, host: str, port: int) -> bool:
         """Whether a TCP socket listens on ``host:port`` inside this namespace (``ss``, no packet sent)."""
@@ -131,6 +133,9 @@ class LabNetwork(LabService):
         self._namespaces: list[Namespace] = []
         self._links: list[Link] = []
         self._root_routes: list[str] = []
+        # (namespace or None for the root, destination, via): every route through a neighbour, in
+        # the order added. Linux drops them when their link goes down; set_link_up puts them back.
+        self._gateway_routes: list[tuple[str | None, str, str]] = []
         self._root_addresses: list[str] = []
         self._started = False
         self._lock_fd: int | None = None
@@ -175,6 +180,7 @@ class LabNetwork(LabService):
         self._namespaces.clear()
         self._links.clear()
         self._root_routes.clear()
+        self._gateway_routes.clear()
         self._root_addresses.clear()
         self._started = False
         register_lab_range(self.cidr, False)
@@ -222,10 +228,16 @@ class LabNetwork(LabService):
         return link
 
     def set_link_up(self, link: Link, up: bool) -> None:
-        """Take a link down (both ends) or bring it back, as a switch failing and recovering."""
+        """Take a link down (both ends) or bring it back, as a switch failing and recovering. Linux
+        drops the routes through a link that goes down; coming back, the routes added through
+        :meth:`add_root_route` and :meth:`Namespace.add_route` are put back, as a router relearns them."""
         state = "up" if up else "down"
         _ip("link", "set", link.a, state, netns=link.a_netns)
         _ip("link", "set", link.b, state, netns=link.b_netns)
+        if up:
+            for netns, destination, via in self._gateway_routes:
+                # A route whose neighbour is behind another link that is still down stays out.
+                _ip("route", "replace", destination, "via", via, netns=netns, check=False)
 
     def add_root_route(self, destination: str, via: str) -> None:
         """Route ``destination`` (inside the range) from the root namespace through ``via``."""
@@ -235,6 +247,7 @@ class LabNetwork(LabService):
             raise ValueError(f"{destination} is outside {self.cidr}")
         _ip("route", "replace", destination, "via", via)
         self._root_routes.append(destination)
+        self._gateway_routes.append((None, destination, via))
 
     def add_root_address(self, address: str) -> str:
         """An address of the range (``10.116.0.1/32``) on the root namespace's ``lo``, removed on

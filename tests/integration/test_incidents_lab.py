@@ -86,10 +86,8 @@ def route(net: LabNetwork, ns: Namespace) -> None:
 
 
 def switch_back(rack: Rack) -> None:
-    """The link comes back up; Linux dropped the routes through it when it went down, so they
-    are put back as a router would relearn them."""
+    """The link comes back up (the lab puts back the routes Linux dropped with it)."""
     rack.net.set_link_up(rack.switch, True)
-    route(rack.net, rack.ns)
 
 
 def at(seconds: float) -> datetime:

@@ -75,3 +75,22 @@ def test_should_remove_what_a_run_that_died_left_behind() -> None:
         assert f"{PREFIX}-site" not in listing
         assert "unreachable" in route_get("10.119.1.2") or "No route" in route_get("10.119.1.2")
         assert net.namespace("site").name == f"{PREFIX}-site"
+
+
+def test_should_put_back_the_routes_through_a_link_that_comes_back(tmp_path: Path) -> None:
+    """Linux drops the routes through a link set down; the lab restores them with the link, so a
+    switch that recovers carries the servers behind it again."""
+    with LabNetwork(CIDR, PREFIX) as net:
+        rack = net.namespace("rack")
+        switch = net.link(None, rack, "10.119.3.1/30", "10.119.3.2/30")
+        rack.add_address("10.119.5.1/32")
+        rack.add_route("default", "10.119.3.1")
+        net.add_root_route("10.119.5.0/24", via="10.119.3.2")
+        with SshdServer(tmp_path / "behind", "10.119.5.1", netns=rack) as sshd:
+            assert banner("10.119.5.1", sshd.port).startswith(b"SSH-2.0")
+            net.set_link_up(switch, False)
+            with pytest.raises(OSError) as down:
+                banner("10.119.5.1", sshd.port, timeout_s=2.0)
+            assert down.value.errno == errno.EHOSTUNREACH
+            net.set_link_up(switch, True)
+            assert banner("10.119.5.1", sshd.port).startswith(b"SSH-2.0")
