@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from heartbeat import sql
-from heartbeat.store._records import Connection, record, records
+from heartbeat.store._records import Connection, T, record, records
 
 
 @dataclass(frozen=True)
@@ -156,13 +156,22 @@ class NotificationLogEntry:
     sent_at: datetime | None
 
 
+def _candidates(
+    conn: Connection, record_type: type[T], query: str, channel: str, as_of: datetime, notify_after_s: float,
+    max_attempts: int,
+) -> list[T]:
+    """What one ``*_candidates`` query finds to tell on ``channel`` at ``as_of`` (the rules are in the query)."""
+    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
+    with conn.transaction():
+        return records(record_type, conn.execute(query, params))
+
+
 def status_changes_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[StatusChangeDue]:
     """Status changes to tell on ``channel`` at ``as_of``, oldest first (the rules are in the query)."""
-    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
-    with conn.transaction():
-        return records(StatusChangeDue, conn.execute(sql.query("status_change_candidates"), params))
+    return _candidates(conn, StatusChangeDue, sql.query("status_change_candidates"), channel, as_of, notify_after_s,
+                       max_attempts)
 
 
 def host_key_alerts_due(conn: Connection, channel: str, as_of: datetime, max_attempts: int) -> list[HostKeyAlertDue]:
@@ -176,18 +185,16 @@ def incidents_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[IncidentDue]:
     """Incidents to tell (opened or resolved) on ``channel`` at ``as_of``, oldest first."""
-    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
-    with conn.transaction():
-        return records(IncidentDue, conn.execute(sql.query("incident_candidates"), params))
+    return _candidates(conn, IncidentDue, sql.query("incident_candidates"), channel, as_of, notify_after_s,
+                       max_attempts)
 
 
 def path_outages_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[PathOutageDue]:
     """Bastion outages to tell (down, or restored) on ``channel`` at ``as_of``, oldest first."""
-    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
-    with conn.transaction():
-        return records(PathOutageDue, conn.execute(sql.query("path_outage_candidates"), params))
+    return _candidates(conn, PathOutageDue, sql.query("path_outage_candidates"), channel, as_of, notify_after_s,
+                       max_attempts)
 
 
 def ongoing_outages(
@@ -207,9 +214,8 @@ def site_stalls_due(
     conn: Connection, channel: str, as_of: datetime, notify_after_s: float, max_attempts: int,
 ) -> list[SiteStallDue]:
     """Sites without a working monitor, and sites back, to tell on ``channel`` at ``as_of``."""
-    params = {"as_of": as_of, "channel": channel, "notify_after_s": notify_after_s, "max_attempts": max_attempts}
-    with conn.transaction():
-        return records(SiteStallDue, conn.execute(sql.query("site_stall_candidates"), params))
+    return _candidates(conn, SiteStallDue, sql.query("site_stall_candidates"), channel, as_of, notify_after_s,
+                       max_attempts)
 
 
 def last_finished_cycle(conn: Connection, as_of: datetime, current_cycle_id: str | None) -> FinishedCycle | None:
