@@ -304,15 +304,12 @@ class Prober:
         started = time.perf_counter()
         names = tuple(s.name for s in path)
         try:
-            creds = self.credentials.get(bastion.conn_id)
-            if creds is None:
-                raise HopFailed(ErrorClass.OTHER, f"no credentials loaded for connection {bastion.conn_id!r}")
-            if isinstance(creds, CredentialsError):
-                raise HopFailed(ErrorClass.OTHER, creds.message)
-            username = bastion.username or creds.username
-            if not username:
-                raise HopFailed(ErrorClass.OTHER, f"no username for bastion {bastion.name}: set one on it or as the "
-                                f"login of connection {bastion.conn_id!r}")
+            try:
+                username, creds = self._login_identity(
+                    bastion, f"no username for bastion {bastion.name}: set one on it or as the login of connection "
+                             f"{bastion.conn_id!r}")
+            except LoginFailed as failed:
+                raise HopFailed(failed.error_class, failed.message) from None
             host_key_algs, decide = self._host_key_rule(bastion)
             connect_timeout_s = self._connect_timeouts.get(bastion.conn_id, self.options.connect_timeout_s)
             spec = HopSpec(bastion.name, bastion.host, bastion.port, username, creds.key, host_key_algs, decide,
@@ -335,6 +332,20 @@ class Prober:
                                    round((time.perf_counter() - started) * 1000.0, 3), names))
         return hop
 
+    def _login_identity(self, server: Server, no_username: str) -> tuple[str, ClientCredentials]:
+        """The username and credentials to log in to ``server`` (a target or a bastion) with, from its
+        connection; ``LoginFailed`` (class ``other``) when the connection gives none, ``no_username``
+        when neither the server nor the connection names a user."""
+        creds = self.credentials.get(server.conn_id)
+        if creds is None:
+            raise LoginFailed(ErrorClass.OTHER, f"no credentials loaded for connection {server.conn_id!r}")
+        if isinstance(creds, CredentialsError):
+            raise LoginFailed(ErrorClass.OTHER, creds.message)
+        username = server.username or creds.username
+        if not username:
+            raise LoginFailed(ErrorClass.OTHER, no_username)
+        return username, creds
+
     async def _close_hops(self) -> None:
         for key in sorted(self._hops, key=len, reverse=True):  # the far end of a chain first
             hop = self._hops[key].result() if self._hops[key].done() else None
@@ -352,17 +363,8 @@ class Prober:
         conn: Connection | None = None
         logged_in = False
         try:
-            creds = self.credentials.get(server.conn_id)
-            if creds is None:
-                raise LoginFailed(ErrorClass.OTHER, f"no credentials loaded for connection {server.conn_id!r}")
-            if isinstance(creds, CredentialsError):
-                raise LoginFailed(ErrorClass.OTHER, creds.message)
-            username = server.username or creds.username
-            if not username:
-                raise LoginFailed(
-                    ErrorClass.OTHER,
-                    f"no username: set one on the server or as the login of connection {server.conn_id!r}",
-                )
+            username, creds = self._login_identity(
+                server, f"no username: set one on the server or as the login of connection {server.conn_id!r}")
             connect_timeout_s = self._connect_timeouts.get(server.conn_id, opts.connect_timeout_s)
             if open_connection is None:
                 conn = await _connect_tcp(server.host, server.port, connect_timeout_s)
