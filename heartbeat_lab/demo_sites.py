@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -33,7 +32,7 @@ import psycopg
 from heartbeat import store
 from heartbeat_lab.airflow_env import REPO_ROOT
 from heartbeat_lab.airflow_procs import AirflowStartError
-from heartbeat_lab.demo import EXIT_AFTER_ENV, StopDemo, close_uninterrupted, stop_on_signals
+from heartbeat_lab.demo import EXIT_AFTER_ENV, StopDemo, run_until_stopped
 from heartbeat_lab.netns import NetnsUnavailable, netns_available
 from heartbeat_lab.sites_lab import SitesLab
 from heartbeat_lab.sshd import generate_keypair
@@ -135,26 +134,10 @@ def watch(lab: SitesLab, options: argparse.Namespace, began: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sys.dont_write_bytecode = False
     options = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stack = contextlib.ExitStack()
-    code = EXIT_OK
-    with stop_on_signals():
-        try:
-            run(options, stack)
-        except KeyboardInterrupt:
-            print("\nCtrl-C: stopping...", flush=True)
-        except StopDemo as exc:
-            print(f"\n{exc}: stopping...", flush=True)
-        except (NetnsUnavailable, AirflowStartError, RuntimeError, FileNotFoundError, psycopg.OperationalError) as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            code = EXIT_ERROR
-        finally:
-            stopping = time.monotonic()
-            close_uninterrupted(stack)
-            print(f"stopped in {time.monotonic() - stopping:.0f} s", flush=True)
-    return code
+    return run_until_stopped(lambda stack: run(options, stack),
+                             (NetnsUnavailable, AirflowStartError, RuntimeError, FileNotFoundError,
+                              psycopg.OperationalError))
 
 
 if __name__ == "__main__":
