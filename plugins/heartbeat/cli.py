@@ -42,6 +42,17 @@ def _fmt_age(age_s: float | None) -> str:
     return "-" if age_s is None else f"{age_s:.0f} s"
 
 
+def _print_listing(
+    args: argparse.Namespace, rows: Sequence[Any], headers: Sequence[str], row_of: Callable[[Any], Sequence[Any]],
+) -> int:
+    """A list command's output: the records as JSON with ``--json``, else a table of ``row_of`` each."""
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+    else:
+        print(_table([row_of(r) for r in rows], headers))
+    return EXIT_OK
+
+
 def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -331,13 +342,9 @@ def cmd_input_list(args: argparse.Namespace, table: str) -> int:
     _, _, list_inputs = _input_store(table)
     with _connect(args) as conn:
         rows = list_inputs(conn, include_resolved=args.all)
-    if args.json:
-        print(json.dumps(rows, default=_json_default, indent=2))
-        return EXIT_OK
-    table_rows = [(r.id, r.name, r.kind, _fmt_time(r.raised_at),
-                   _fmt_time(r.resolved_at) if r.resolved_at else "active", r.message) for r in rows]
-    print(_table(table_rows, ("ID", "SERVER", "KIND", "RAISED", "RESOLVED", "MESSAGE")))
-    return EXIT_OK
+    return _print_listing(args, rows, ("ID", "SERVER", "KIND", "RAISED", "RESOLVED", "MESSAGE"), lambda r: (
+        r.id, r.name, r.kind, _fmt_time(r.raised_at), _fmt_time(r.resolved_at) if r.resolved_at else "active",
+        r.message))
 
 
 def cmd_keys_authorized_line(args: argparse.Namespace) -> int:
@@ -396,13 +403,8 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
 
     with _connect(args) as conn:
         rows = maintenance.list_windows(conn, cycle.utc_now(), include_past=args.all)
-    if args.json:
-        print(json.dumps(rows, default=_json_default, indent=2))
-        return EXIT_OK
-    table = [(r.id, r.server_name, _fmt_time(r.starts_at), _fmt_time(r.ends_at),
-              "now" if r.active else "", r.reason) for r in rows]
-    print(_table(table, ("ID", "SERVER", "FROM", "UNTIL", "OPEN", "REASON")))
-    return EXIT_OK
+    return _print_listing(args, rows, ("ID", "SERVER", "FROM", "UNTIL", "OPEN", "REASON"), lambda r: (
+        r.id, r.server_name, _fmt_time(r.starts_at), _fmt_time(r.ends_at), "now" if r.active else "", r.reason))
 
 
 def cmd_maintenance_end(args: argparse.Namespace) -> int:
@@ -481,14 +483,10 @@ def cmd_ack_list(args: argparse.Namespace) -> int:
 
     with _connect(args) as conn:
         rows = store.list_acknowledgements(conn, cycle.utc_now(), include_ended=args.all)
-    if args.json:
-        print(json.dumps(rows, default=_json_default, indent=2))
-        return EXIT_OK
-    print(_table([(r.id, r.server_name or f"incident {r.incident_id}", r.acknowledged_by, _fmt_time(r.created_at),
-                   _fmt_time(r.expires_at) if r.expires_at else "recovery", r.end_reason or ("" if r.active else
-                                                                                         "expired"), r.reason)
-                  for r in rows], ("ID", "OF", "BY", "SINCE", "UNTIL", "ENDED", "REASON")))
-    return EXIT_OK
+    return _print_listing(args, rows, ("ID", "OF", "BY", "SINCE", "UNTIL", "ENDED", "REASON"), lambda r: (
+        r.id, r.server_name or f"incident {r.incident_id}", r.acknowledged_by, _fmt_time(r.created_at),
+        _fmt_time(r.expires_at) if r.expires_at else "recovery", r.end_reason or ("" if r.active else "expired"),
+        r.reason))
 
 
 def cmd_incidents_list(args: argparse.Namespace) -> int:
@@ -496,17 +494,11 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
 
     with _connect(args) as conn:
         rows = store.list_incidents(conn, cycle.utc_now(), include_closed=args.all)
-    if args.json:
-        print(json.dumps(rows, default=_json_default, indent=2))
-        return EXIT_OK
-    table = []
-    for r in rows:
-        title, _ = incidents.describe(r.dimension, r.group_key, r.error_class, r.members, r.population,
-                                      r.first_failed_at)
-        state = f"closed {_fmt_time(r.closed_at)}" if r.closed_at else f"open, {r.still_failing} failing"
-        table.append((r.id, _fmt_time(r.opened_at), state, r.acknowledged_by or "", title))
-    print(_table(table, ("ID", "OPENED", "STATE", "ACKNOWLEDGED BY", "WHAT")))
-    return EXIT_OK
+    return _print_listing(args, rows, ("ID", "OPENED", "STATE", "ACKNOWLEDGED BY", "WHAT"), lambda r: (
+        r.id, _fmt_time(r.opened_at),
+        f"closed {_fmt_time(r.closed_at)}" if r.closed_at else f"open, {r.still_failing} failing",
+        r.acknowledged_by or "",
+        incidents.describe(r.dimension, r.group_key, r.error_class, r.members, r.population, r.first_failed_at)[0]))
 
 
 def cmd_escalate(args: argparse.Namespace) -> int:
