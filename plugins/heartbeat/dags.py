@@ -51,15 +51,18 @@ installed on the servers: a successful login is a heartbeat.
    servers concurrently and writes their results in one transaction; a down server is a result,
    not a task failure;
 3. **materialise_and_notify** (runs even when probes failed) writes `server_status` and one
-   `status_events` row per change: OFFLINE (no heartbeat within 60 s), ONLINE, or WARNING
-   (fresh heartbeat, but an active alert or anomaly); then sends what has changed (server
-   OFFLINE, recovered, host key changed, monitor stalled) by e-mail and webhook, each change
-   once, none during a maintenance window.
+   `status_events` row per change: OFFLINE (no heartbeat within 60 s), ONLINE, WARNING
+   (fresh heartbeat, but an active alert or anomaly), or STALE (no attempt from the server's
+   site, or no finished cycle, for 60 s); groups servers that failed for one shared cause into
+   one incident; then sends what has changed (server OFFLINE, recovered, host key changed, an
+   incident, a bastion or a site without a working path or monitor, monitor stalled) on every
+   configured channel, each change once, none during a maintenance window.
 
 Settings are `HEARTBEAT_*` environment variables; credentials come from the Airflow connections
-`heartbeat_db` and `heartbeat_ssh`, notification channels from `heartbeat_smtp` and
-`heartbeat_webhook`. The heartbeat database is prepared once with `heartbeat migrate`. See the
-README of airflow-ssh-heartbeat.
+`heartbeat_db` and `heartbeat_ssh` (and a bastion's own connection), notification channels from
+`heartbeat_smtp`, `heartbeat_webhook`, `heartbeat_slack`, `heartbeat_pagerduty`,
+`heartbeat_opsgenie` and `heartbeat_apprise`. The heartbeat database is prepared once with
+`heartbeat migrate`. See the README of airflow-ssh-heartbeat.
 """
 
 HOUSEKEEPING_DOC = """
