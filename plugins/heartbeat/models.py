@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +17,11 @@ class Status(StrEnum):
     WARNING = "WARNING"
     OFFLINE = "OFFLINE"
     STALE = "STALE"  # the monitor (read time) or the server's site (also materialised) has stopped probing
+
+
+# errno of a TCP connect (direct, or a bastion's hop) that says the address cannot be reached
+# from here: class ``unreachable``.
+UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN})
 
 
 class ErrorClass(StrEnum):

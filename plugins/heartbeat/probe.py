@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from heartbeat.config import HostKeyPolicy
-from heartbeat.models import ErrorClass, HopResult, ProbeResult, Server
+from heartbeat.models import UNREACHABLE_ERRNOS, ErrorClass, HopResult, ProbeResult, Server
 from heartbeat.ssh import (
     KEX_METHODS,
     ClientCredentials,
@@ -154,7 +154,7 @@ def connect_error(exc: OSError, address: str) -> LoginFailed:
     connection and reset it before the client saw the connect complete (the event loop reads
     SO_ERROR only when it gets to the socket; on a busy machine the RST is there first): that is a
     reset before the SSH banner, as when it comes a moment later."""
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
+    if exc.errno in UNREACHABLE_ERRNOS:
         return LoginFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({address})")
     if exc.errno == errno.ECONNRESET:
         return LoginFailed(ErrorClass.BANNER, f"connection reset before the SSH banner: {exc.strerror or exc}")

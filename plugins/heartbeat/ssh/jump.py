@@ -19,14 +19,13 @@ only relays bytes.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from heartbeat.models import ErrorClass
+from heartbeat.models import UNREACHABLE_ERRNOS, ErrorClass
 from heartbeat.ssh.hostkeys import HostKeyVerdict
 from heartbeat.ssh.keys import ClientKey
 from heartbeat.ssh.login import Connection, LoginFailed
@@ -138,7 +137,7 @@ async def open_hop(spec: HopSpec, tunnel: Any = None) -> Any:
         error = channel_open_error(exc, spec.host, spec.port, "the previous bastion")
         raise HopFailed(error.error_class, error.message) from None
     except OSError as exc:
-        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN):
+        if exc.errno in UNREACHABLE_ERRNOS:
             raise HopFailed(ErrorClass.UNREACHABLE, f"{exc.strerror} ({spec.host})") from None
         if isinstance(exc, socket.gaierror):
             raise HopFailed(ErrorClass.DNS, f"name {spec.host!r} does not resolve") from None
